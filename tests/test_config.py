@@ -1,0 +1,75 @@
+"""The schema documents every key, fills defaults, and rejects impossible values by name."""
+
+import copy
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from xrdbench.config import check_config
+from xrdbench.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def schema_path(repo_root):
+    return str(repo_root / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture
+def default_config(repo_root, schema_path):
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    validate(config, schema_path)
+    return config
+
+
+def _walk(schema, path=""):
+    for key, sub in schema.get("properties", {}).items():
+        yield f"{path}{key}", sub
+        yield from _walk(sub, f"{path}{key}.")
+
+
+def test_every_key_is_documented_and_has_a_default(schema_path):
+    schema = yaml.safe_load(open(schema_path))
+    for key, sub in _walk(schema):
+        leaf = "properties" not in sub
+        parent_of_required = key.endswith("fractions")
+        if leaf and not key.startswith("splits.fractions."):
+            assert sub.get("description"), f"{key} has no description"
+            assert "default" in sub, f"{key} has no default"
+        elif parent_of_required:
+            assert "default" in sub
+
+
+def test_defaults_are_filled(default_config):
+    assert default_config["labels"]["symprec"] == 0.1
+    assert default_config["sources"]["oqmd"]["enabled"] is False
+    assert default_config["sources"]["oqmd"]["max_hull_distance_ev"] == 0.1
+    assert default_config["splits"]["balanced_per_group"] == 10
+    check_config(default_config)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("labels", "occupancy", "maybe"),
+    ("labels", "symprec", 0),
+    ("splits", "seed", -1),
+])
+def test_impossible_values_name_the_key(repo_root, schema_path, section, key, value):
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    config.setdefault(section, {})[key] = value
+    with pytest.raises(WorkflowError, match=key):
+        validate(config, schema_path)
+
+
+def test_fractions_must_sum_to_one(default_config):
+    config = copy.deepcopy(default_config)
+    config["splits"]["fractions"] = {"train": 0.5, "val": 0.1, "test": 0.1}
+    with pytest.raises(ConfigError, match="splits.fractions"):
+        check_config(config)
+
+
+def test_local_source_needs_a_directory(default_config, tmp_path):
+    config = copy.deepcopy(default_config)
+    config["sources"]["local"] = {"enabled": True, "path": str(tmp_path / "missing"), "pattern": "*.cif"}
+    with pytest.raises(ConfigError, match="sources.local.path"):
+        check_config(config)

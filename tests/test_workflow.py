@@ -1,0 +1,144 @@
+"""A real Snakemake run of the workflow on a tiny config in a temporary directory."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+TINY_CONFIG = {
+    "threads": 2,
+    "progress": False,
+    "sources": {
+        "coremof": {"max_structures": 10, "seed": 0},
+        "synthetic": {"per_space_group": 1, "space_groups": [1, 2, 14, 62, 139, 166, 194, 225]},
+    },
+    "splits": {"fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
+}
+
+
+# The rules call the xrdbench CLI installed beside this interpreter.
+ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(workdir),
+               "--snakefile", str(workdir / "Snakefile"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def make_workdir(root: Path, repo_root: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, schema, profiles) with the tiny config."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(repo_root / "Snakefile", root / "Snakefile")
+    shutil.copytree(repo_root / "workflow", root / "workflow")
+    shutil.copytree(repo_root / "envs", root / "envs")
+    (root / "profiles").symlink_to("workflow/profiles")
+    (root / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    return root
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, repo_root):
+    return make_workdir(tmp_path_factory.mktemp("workflow"), repo_root)
+
+
+@pytest.fixture(scope="module")
+def first_run(workdir):
+    result = snakemake(workdir, "all")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def test_all_builds_every_stage(workdir, first_run):
+    for source in ("coremof", "synthetic"):
+        manifest = pd.read_parquet(workdir / f"resources/structures/{source}/manifest.parquet")
+        structures = pd.read_parquet(workdir / f"results/structures/{source}.parquet")
+        rejected = pd.read_csv(workdir / f"results/structures/{source}.rejected.csv")
+        splits = pd.read_parquet(workdir / f"results/splits/{source}.parquet")
+        assert len(structures) + len(rejected) == len(manifest) > 0
+        assert set(splits["id"]) == set(structures["id"])
+        assert structures["space_group"].between(1, 230).all()
+        for rule in ("fetch_structures", "label_structures", "split_materials"):
+            assert (workdir / f"results/benchmarks/{rule}/{source}.tsv").exists()
+            assert (workdir / f"results/logs/{rule}/{source}.log").exists()
+    synthetic = pd.read_parquet(workdir / "results/structures/synthetic.parquet")
+    assert sorted(synthetic["space_group"]) == TINY_CONFIG["sources"]["synthetic"]["space_groups"]
+
+
+def test_second_run_has_nothing_to_do(workdir, first_run):
+    result = snakemake(workdir, "all")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_split_options_reruns_only_splits(workdir, first_run):
+    change = workdir / "seed7.yaml"
+    change.write_text(yaml.safe_dump({"splits": {"seed": 7}}))
+    result = snakemake(workdir, "all", "-n", "--configfile", str(change))
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    assert "split_materials" in out
+    assert "label_structures" not in out and "fetch_structures" not in out
+
+
+def test_bad_config_fails_before_any_job_naming_the_key(workdir, first_run):
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"labels": {"occupancy": "sometimes"}}))
+    result = snakemake(workdir, "all", "-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "occupancy" in result.stderr + result.stdout
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def _store_files(store: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def test_killed_bank_build_resumes_to_the_identical_bank(tmp_path, repo_root, workdir, first_run):
+    """SIGKILL the whole Snakemake process group mid-simulation, rerun, compare with the clean build."""
+    import signal
+    import time
+
+    killed = make_workdir(tmp_path / "killed", repo_root)
+    target = "results/banks/coremof/xrdecoupler.zarr"
+    shard_dir = killed / "results/banks/coremof/xrdecoupler.shards"
+    command = [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(killed),
+               "--snakefile", str(killed / "Snakefile"), target]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, env=ENV)
+    shard_logs = killed / "results/logs/simulate_shard/coremof/xrdecoupler"
+    deadline = time.monotonic() + 300
+    # Kill once one shard is finished and the next shard's job has started.
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(shard_dir.glob("*.npz")) and len(list(shard_logs.glob("*.log"))) >= 2:
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("*.npz")}
+    assert 0 < len(done_before) < 4, "the kill should land between the first and the last shard"
+    first_done = min(done_before, key=done_before.get)
+    assert not (killed / target).exists()
+    for shard in shard_dir.glob("*.npz"):  # anything named like a shard is complete; temporaries are hidden
+        with np.load(shard) as arrays:
+            assert len(arrays["offsets"]) == len(arrays["material_id"]) + 1
+
+    # A hard kill leaves Snakemake's lock behind, as a power loss would: unlock, then rerun.
+    assert snakemake(killed, "--unlock").returncode == 0
+    result = snakemake(killed, target)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (shard_dir / first_done).stat().st_mtime_ns == done_before[first_done], "a finished shard was redone"
+    assert _store_files(killed / target) == _store_files(workdir / target)

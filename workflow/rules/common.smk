@@ -1,0 +1,56 @@
+# Helpers shared by the rules: which sources are on, and each stage's options as JSON.
+import json
+
+
+SOURCE_NAMES = ("coremof", "synthetic", "oqmd", "local")
+
+
+wildcard_constraints:
+    source="|".join(SOURCE_NAMES),
+    grid="[A-Za-z0-9_-]+",
+    shard=r"\d+",
+
+
+def enabled_sources():
+    return [name for name in SOURCE_NAMES if config["sources"][name]["enabled"]]
+
+
+def options_json(section):
+    """A config section as canonical JSON: the rule's params, so editing it reruns the rule."""
+    return json.dumps({k: v for k, v in section.items() if k != "enabled"}, sort_keys=True)
+
+
+def source_options(wildcards):
+    return options_json(config["sources"][wildcards.source])
+
+
+def quiet_flag():
+    return "" if config["progress"] else "--quiet"
+
+
+def enabled_banks():
+    """(source, grid) pairs to build: each enabled source on each of its configured grids."""
+    return [(source, grid) for source in enabled_sources() for grid in config["simulate"]["banks"][source]]
+
+
+def simulation_options(grid, with_render):
+    """The simulate stage's options for one grid; the render rule only matters to the bank."""
+    simulation = {key: config["simulate"][key] for key in ("engine", "wavelength_angstrom", "cell", "symprec")}
+    grid_options = dict(config["grids"][grid], name=grid)
+    if not with_render:
+        grid_options.pop("render_rule", None)
+    options = {"simulation": simulation, "grid": grid_options}
+    if with_render:
+        options["chunk_rows"] = config["simulate"]["chunk_rows"]
+    return json.dumps(options, sort_keys=True)
+
+
+def bank_shards(source, grid):
+    return expand("results/banks/{source}/{grid}.shards/{shard}.npz", source=source, grid=grid,
+                  shard=range(config["simulate"]["shards"]))
+
+
+def all_outputs():
+    splits = expand("results/splits/{source}.parquet", source=enabled_sources())
+    banks = [f"results/banks/{source}/{grid}.zarr" for source, grid in enabled_banks()]
+    return splits + banks

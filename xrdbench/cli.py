@@ -1,0 +1,158 @@
+"""The ``xrdbench`` command line: one subcommand per pipeline stage.
+
+Snakemake rules call these subcommands, passing each stage's slice of the
+validated config as JSON (``--options``), so that a change to one stage's
+options reruns only that stage and what depends on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from xrdbench import __version__
+from xrdbench.errors import XrdbenchError
+
+log = logging.getLogger("xrdbench")
+
+
+def _options(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from xrdbench.sources import fetch_source
+
+    manifest = fetch_source(args.source, args.options, args.manifest, threads=args.threads,
+                            cache_dir=args.cache_dir, progress=not args.quiet)
+    log.info("%s: %d structures -> %s", args.source, len(manifest), args.manifest)
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    from xrdbench.sources import read_manifest
+    from xrdbench.symmetry import label_manifest
+    from xrdbench.symmetry.labels import write_labels
+
+    manifest = read_manifest(args.manifest)
+    structures, rejected = label_manifest(manifest, Path(args.manifest).parent, threads=args.threads,
+                                          progress=not args.quiet, **args.options)
+    write_labels(structures, rejected, args.out, args.rejected)
+    log.info("labelled %d structures, rejected %d -> %s", len(structures), len(rejected), args.out)
+    if len(rejected):
+        log.info("rejections by reason: %s", rejected["reason"].value_counts().to_dict())
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from xrdbench.atomic import write_parquet_atomic
+    from xrdbench.splits import build_splits
+
+    table = pd.read_parquet(args.structures)
+    splits = build_splits(table, threads=args.threads, progress=not args.quiet, **args.options)
+    write_parquet_atomic(splits, args.out)
+    log.info("splits %s -> %s", splits["split"].value_counts().to_dict(), args.out)
+
+
+def _grid(options: dict):
+    from xrdbench.simulate.grids import Grid
+
+    grid = options["grid"]
+    return Grid(name=grid["name"], two_theta_min_deg=grid["two_theta_min_deg"],
+                two_theta_max_deg=grid["two_theta_max_deg"], n_bins=grid["n_bins"])
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from xrdbench.simulate.banks import Simulation, shard_rows, simulate_shard
+
+    table = pd.read_parquet(args.structures)
+    rows = shard_rows(len(table), args.shards, args.shard)
+    simulate_shard(table, rows, args.out, simulation=Simulation(**args.options["simulation"]),
+                   grid=_grid(args.options), threads=args.threads, progress=not args.quiet)
+    log.info("simulated rows %d-%d of %s -> %s", rows.start, rows.stop, args.structures, args.out)
+
+
+def cmd_bank(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from xrdbench.provenance import file_sha256
+    from xrdbench.simulate.banks import Simulation, assemble_bank, bank_attributes
+
+    table = pd.read_parquet(args.structures)
+    simulation = Simulation(**args.options["simulation"])
+    failed = assemble_bank(table, args.shard_files, args.out, args.failed, grid=_grid(args.options),
+                           render_rule=args.options["grid"].get("render_rule", "max"),
+                           chunk_rows=args.options["chunk_rows"],
+                           attributes=bank_attributes(simulation, args.options, file_sha256(args.structures)),
+                           threads=args.threads, progress=not args.quiet)
+    log.info("bank %s: %d patterns, %d left out", args.out, len(table) - len(failed), len(failed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xrdbench", description=(
+        "Reference pipeline for machine learning on powder X-ray diffraction. "
+        "Stages: fetch -> label -> split -> simulate -> bank (-> augment -> train -> evaluate -> report). "
+        "Usually run through Snakemake: snakemake --cores 32 all"))
+    parser.add_argument("--version", action="version", version=f"xrdbench {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def stage(name: str, help_text: str, handler) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--options", type=_options, default={},
+                         help="this stage's config section as a JSON object (defaults filled by the schema)")
+        sub.add_argument("--threads", type=int, default=1, help="worker processes (default 1)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    fetch = stage("fetch", "fetch one structure source into CIFs plus manifest.parquet", cmd_fetch)
+    fetch.add_argument("source", choices=["coremof", "synthetic", "oqmd", "local"])
+    fetch.add_argument("--manifest", required=True, help="output manifest; CIFs go beside it in cifs/")
+    fetch.add_argument("--cache-dir", help="resumable download cache (oqmd)")
+
+    label = stage("label", "parse each CIF once, label it with spglib, record rejections", cmd_label)
+    label.add_argument("--manifest", required=True, help="a source's manifest.parquet")
+    label.add_argument("--out", required=True, help="structures table (parquet)")
+    label.add_argument("--rejected", required=True, help="rejections with reasons (csv)")
+
+    split = stage("split", "assign material-level train/val/test splits without leaks", cmd_split)
+    split.add_argument("--structures", required=True, help="a labelled structures table (parquet)")
+    split.add_argument("--out", required=True, help="split table (parquet)")
+    simulate = stage("simulate", "simulate the stick patterns of one shard of a structures table", cmd_simulate)
+    simulate.add_argument("--structures", required=True, help="a labelled structures table (parquet)")
+    simulate.add_argument("--shard", type=int, required=True, help="this shard's index, from 0")
+    simulate.add_argument("--shards", type=int, required=True, help="number of shards")
+    simulate.add_argument("--out", required=True, help="the shard's sticks (.npz)")
+
+    bank = stage("bank", "gather simulated shards into a zarr pattern bank on a named grid", cmd_bank)
+    bank.add_argument("--structures", required=True, help="the structures table the shards came from")
+    bank.add_argument("--out", required=True, help="the bank (.zarr directory)")
+    bank.add_argument("--failed", required=True, help="structures left out, with reasons (csv)")
+    bank.add_argument("shard_files", nargs="+", help="the shards (.npz), in order")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except XrdbenchError as error:
+        print(f"xrdbench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
