@@ -241,3 +241,10 @@ def test_engine_registry():
     assert get_engine("pymatgen") is simulate_sticks_pymatgen
     with pytest.raises(ValueError, match="simulate.engine"):
         get_engine("vasp")
+
+
+def test_anisotropic_displacements_refused():
+    structure = _build("cubic_Fm-3m")
+    structure.add_site_property("U11_cif", [0.01] * len(structure))
+    with pytest.raises(ValueError, match="U11_cif"):
+        simulate_sticks(structure)

@@ -59,7 +59,7 @@ FORM_FACTOR_PREFACTOR = 41.78214  # pymatgen's constant in f(s), s in 1/Å
 PHASE_CHUNK_ENTRIES = 1 << 20
 # Row blocks per cell aimed at, and their least size: several blocks fit the sphere better
 # (each GEMM spans only its own l range), too many small ones lose to per-call overhead.
-CHUNKS_TARGET, ROWS_PER_CHUNK_MIN = 16, 32
+CHUNKS_TARGET, ROWS_PER_CHUNK_MIN = 8, 64
 
 
 @dataclass(frozen=True)
@@ -320,6 +320,47 @@ def _inversion_representatives(
 DIRECT_PHASE_ENTRIES = 1 << 17
 
 
+def _phase_sums(
+    pqr: np.ndarray, xyz: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int, chunk_entries: int
+) -> tuple[np.ndarray, bool]:
+    """(S, real): per-element phase sums S[e, m] for reflections ``pqr`` and atoms at ``xyz``
+    (both with permuted axes), real-valued when the cell is centrosymmetric about the origin."""
+    by_element = np.argsort(groups, kind="stable")
+    xyz, weights, groups = xyz[by_element], weights[by_element], groups[by_element]
+    centrosymmetric = _inversion_representatives(xyz, groups, weights)
+    real = centrosymmetric is not None
+    if real:
+        atoms, weights = centrosymmetric
+        xyz, groups = xyz[atoms], groups[atoms]
+    group_bounds = np.searchsorted(groups, np.arange(n_groups + 1))
+    if len(pqr) == 0:
+        return np.zeros((n_groups, 0)), real
+    if len(pqr) * len(xyz) <= DIRECT_PHASE_ENTRIES:
+        return _phase_sums_direct(pqr, xyz, weights, group_bounds, real=real), real
+    return _phase_sums_factorized(pqr, xyz, weights, group_bounds, chunk_entries, real=real), real
+
+
+def _merge_and_scale(two_theta_deg: np.ndarray, intensity: np.ndarray):
+    """pymatgen's merging, dropping and scaling of reflections sorted by angle.
+
+    Reflections whose 2θ round to the same multiple of the tolerance are one peak, at the
+    first (smallest) angle, with summed intensity; peaks under SCALED_INTENSITY_TOL of the
+    strongest (0–100 scale) are dropped; the strongest becomes 100. Returns the peaks'
+    (two_theta_deg, intensity) plus each merged group's first index and whether it was kept.
+    """
+    if len(two_theta_deg) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    keys = np.round(two_theta_deg / TWO_THETA_MERGE_TOL_DEG).astype(np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    peak_intensity = np.add.reduceat(intensity, starts)
+    # Same expression as pymatgen, so peaks at the threshold are kept identically.
+    kept = peak_intensity / peak_intensity.max() * 100 > SCALED_INTENSITY_TOL
+    peak_intensity = peak_intensity[kept]
+    if len(peak_intensity) == 0:  # every reflection extinct: nothing to scale
+        return np.zeros(0), np.zeros(0), starts, kept
+    return two_theta_deg[starts][kept], peak_intensity / (peak_intensity.max() / 100), starts, kept
+
+
 def simulate_sticks_arrays(
     lattice_matrix: np.ndarray,
     frac_coords: np.ndarray,
@@ -368,23 +409,7 @@ def simulate_sticks_arrays(
     pqr, g, axes = _reciprocal_points(reciprocal_matrix, lattice_lengths, g_min, g_max)
 
     symbols, groups = _element_groups(elements)
-    by_element = np.argsort(groups, kind="stable")
-    group_bounds = np.searchsorted(groups[by_element], np.arange(len(symbols) + 1))
-    frac_sorted, weights_sorted = frac_coords[by_element], weights[by_element]
-    centrosymmetric = _inversion_representatives(frac_sorted, groups[by_element], weights_sorted)
-    if centrosymmetric is not None:
-        atoms, weights_sorted = centrosymmetric
-        frac_sorted = frac_sorted[atoms]
-        group_bounds = np.searchsorted(groups[by_element][atoms], np.arange(len(symbols) + 1))
-    real = centrosymmetric is not None
-    if len(g) == 0:
-        phase = np.zeros((len(symbols), 0))
-    elif len(g) * len(frac_sorted) <= DIRECT_PHASE_ENTRIES:
-        phase = _phase_sums_direct(pqr, frac_sorted[:, axes], weights_sorted, group_bounds, real=real)
-    else:
-        phase = _phase_sums_factorized(
-            pqr, frac_sorted[:, axes], weights_sorted, group_bounds, chunk_entries, real=real
-        )
+    phase, real = _phase_sums(pqr, frac_coords[:, axes], weights, groups, len(symbols), chunk_entries)
 
     if return_hkl:
         # pymatgen's half-space ((h, k, l) lexicographically positive) and order (|g|, then
@@ -424,20 +449,7 @@ def simulate_sticks_arrays(
     intensity = (np.add.reduceat(f_squared, g_start) if len(g) else np.zeros(0)) * lorentz_polarization
     two_theta_deg = np.degrees(2 * theta)
 
-    # Merge reflections whose 2θ round to the same multiple of the tolerance; sorted by |g|,
-    # each merged group is contiguous and starts at its smallest angle.
-    keys = np.round(two_theta_deg / TWO_THETA_MERGE_TOL_DEG).astype(np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else np.zeros(0, np.int64)
-    peak_intensity = np.add.reduceat(intensity, starts) if len(starts) else np.zeros(0)
-    peak_two_theta = two_theta_deg[starts]
-    if len(starts):
-        # Same expression as pymatgen, so peaks at the threshold are kept identically.
-        kept = peak_intensity / peak_intensity.max() * 100 > SCALED_INTENSITY_TOL
-    else:
-        kept = np.zeros(0, dtype=bool)
-    peak_two_theta, peak_intensity = peak_two_theta[kept], peak_intensity[kept]
-    if len(peak_intensity):
-        peak_intensity = peak_intensity / (peak_intensity.max() / 100)
+    peak_two_theta, peak_intensity, starts, kept = _merge_and_scale(two_theta_deg, intensity)
     if not return_hkl:
         return peak_two_theta, peak_intensity
     peak_of_distinct_g = np.cumsum(np.isin(np.arange(len(g_start)), starts)) - 1
@@ -503,9 +515,11 @@ def simulate_sticks(
 ):
     """Stick pattern of a pymatgen Structure (the ``fast`` engine); see :func:`simulate_sticks_arrays`.
 
-    Equals ``XRDCalculator(wavelength).get_pattern(structure, scaled=True, two_theta_range)``:
-    same peak count, positions to ~1e-9°, scaled intensities to ~1e-9. The cell is used as
-    given (no symmetry refinement). wavelength in Å, two_theta_range in degrees.
+    Equals ``XRDCalculator(wavelength).get_pattern(structure, scaled=True, two_theta_range)``
+    (symprec=0): the same peaks, at the same angles (computed by the same float operations),
+    scaled intensities equal to ~1e-12. The cell is used as given (no symmetry refinement).
+    wavelength in Å, two_theta_range in degrees. Structures carrying anisotropic U11_cif...
+    site properties are refused (pymatgen would apply them; this engine does not).
     """
     lattice_matrix, frac_coords, elements, occupancies = structure_to_arrays(structure)
     return simulate_sticks_arrays(
