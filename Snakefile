@@ -21,6 +21,8 @@ include: "workflow/rules/sources.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/banks.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -31,7 +31,10 @@ def _walk(schema, path=""):
 
 def test_every_key_is_documented_and_has_a_default(schema_path):
     schema = yaml.safe_load(open(schema_path))
-    for key, sub in _walk(schema):
+    keys = [(key, sub) for key, sub in _walk(schema) if not key.startswith("datasets.")]
+    for key, sub in _walk(schema["$defs"]["dataset"]):
+        assert sub.get("description"), f"datasets.<name>.{key} has no description"
+    for key, sub in keys:
         leaf = "properties" not in sub
         parent_of_required = key.endswith("fractions")
         if leaf and not key.startswith("splits.fractions."):
@@ -41,12 +44,23 @@ def test_every_key_is_documented_and_has_a_default(schema_path):
             assert "default" in sub
 
 
-def test_defaults_are_filled(default_config):
-    assert default_config["labels"]["symprec"] == 0.1
-    assert default_config["sources"]["oqmd"]["enabled"] is False
-    assert default_config["sources"]["oqmd"]["max_hull_distance_ev"] == 0.1
-    assert default_config["splits"]["balanced_per_group"] == 10
+def test_schema_defaults_are_the_published_values(schema_path):
+    config = {}
+    validate(config, schema_path)
+    assert config["labels"]["symprec"] == 0.1
+    assert config["sources"]["oqmd"]["enabled"] is False
+    assert config["sources"]["oqmd"]["max_hull_distance_ev"] == 0.1
+    assert config["splits"]["balanced_per_group"] == 10
+    assert config["simulate"]["wavelength_angstrom"] == 1.54184
+    assert config["augment"]["caglioti_dw_range"] == [0.0018, 0.002]
+    assert config["datasets"]["multiphase"]["kind"] == "mixture"
+    assert config["datasets"]["mof_balanced"]["splits"]["test"]["balanced"] is True
+    check_config(config)
+
+
+def test_embedded_default_config_is_valid(default_config):
     check_config(default_config)
+    assert default_config["datasets"]["multiphase"]["source"] == "synthetic"
 
 
 @pytest.mark.parametrize("section, key, value", [
@@ -73,3 +87,18 @@ def test_local_source_needs_a_directory(default_config, tmp_path):
     config["sources"]["local"] = {"enabled": True, "path": str(tmp_path / "missing"), "pattern": "*.cif"}
     with pytest.raises(ConfigError, match="sources.local.path"):
         check_config(config)
+
+
+def test_augment_schema_defaults_are_the_package_defaults(default_config):
+    from xrdbench.augment.sampling import DEFAULT_OPTIONS
+
+    assert default_config["augment"] == DEFAULT_OPTIONS
+
+
+def test_grid_schema_defaults_are_the_named_grids(default_config):
+    from xrdbench.simulate.grids import NAMED_GRIDS
+
+    for name, grid in NAMED_GRIDS.items():
+        spec = default_config["grids"][name]
+        assert (spec["two_theta_min_deg"], spec["two_theta_max_deg"], spec["n_bins"]) == \
+            (grid.two_theta_min_deg, grid.two_theta_max_deg, grid.n_bins)

@@ -20,7 +20,12 @@ TINY_CONFIG = {
         "coremof": {"max_structures": 10, "seed": 0},
         "synthetic": {"per_space_group": 1, "space_groups": [1, 2, 14, 62, 139, 166, 194, 225]},
     },
-    "splits": {"fractions": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    "splits": {"fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "balanced_per_group": 1},
+    "datasets": {"multiphase": {"chunk_rows": 32, "splits": {
+        "train": {"materials": ["train"], "n_samples": 64},
+        "val": {"materials": ["val"], "n_samples": 16},
+        "test": {"materials": ["test"], "n_samples": 16},
+        "in_library": {"materials": ["in_library"], "n_samples": 16}}}},
 }
 
 
@@ -71,6 +76,16 @@ def test_all_builds_every_stage(workdir, first_run):
             assert (workdir / f"results/logs/{rule}/{source}.log").exists()
     synthetic = pd.read_parquet(workdir / "results/structures/synthetic.parquet")
     assert sorted(synthetic["space_group"]) == TINY_CONFIG["sources"]["synthetic"]["space_groups"]
+    import zarr
+
+    for dataset, splits in (("mof", ("train", "val", "test")), ("mof_balanced", ("test",)), ("inorganic", ("test",)),
+                            ("multiphase", ("train", "val", "test", "in_library"))):
+        for split in splits:
+            store = zarr.open_group(str(workdir / f"results/datasets/{dataset}/{split}.zarr"), mode="r")
+            assert store["x"].shape[0] == store["y"].shape[0] > 0
+            assert (workdir / f"results/benchmarks/build_dataset/{dataset}/{split}.tsv").exists()
+    assert zarr.open_group(str(workdir / "results/datasets/multiphase/train.zarr"), mode="r")["x"].shape == (64, 2048)
+    assert (workdir / "results/reports/figures/augmentations.png").stat().st_size > 10_000
 
 
 def test_second_run_has_nothing_to_do(workdir, first_run):

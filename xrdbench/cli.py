@@ -99,10 +99,32 @@ def cmd_bank(args: argparse.Namespace) -> None:
     log.info("bank %s: %d patterns, %d left out", args.out, len(table) - len(failed), len(failed))
 
 
+def cmd_augment(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from xrdbench.augment.datasets import build_dataset_split
+
+    dask_options = dict(args.dask)
+    dask_options.setdefault("workers", args.threads)
+    if dask_options.get("workers") is None:
+        dask_options["workers"] = args.threads
+    n = build_dataset_split(args.bank, pd.read_parquet(args.splits), args.out, name=args.dataset, split=args.split,
+                            options=args.options, dask_options=dask_options,
+                            block_rows=dask_options.get("block_rows"), progress=not args.quiet)
+    log.info("dataset %s/%s: %d samples -> %s", args.dataset, args.split, n, args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from xrdbench.report.augmentations import plot_augmentations
+
+    plot_augmentations(args.bank, args.out, args.options)
+    log.info("figure -> %s", args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xrdbench", description=(
         "Reference pipeline for machine learning on powder X-ray diffraction. "
-        "Stages: fetch -> label -> split -> simulate -> bank (-> augment -> train -> evaluate -> report). "
+        "Stages: fetch -> label -> split -> simulate -> bank -> augment -> report (-> train -> evaluate). "
         "Usually run through Snakemake: snakemake --cores 32 all"))
     parser.add_argument("--version", action="version", version=f"xrdbench {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -140,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument("--out", required=True, help="the bank (.zarr directory)")
     bank.add_argument("--failed", required=True, help="structures left out, with reasons (csv)")
     bank.add_argument("shard_files", nargs="+", help="the shards (.npz), in order")
+
+    augment = stage("augment", "build one dataset split (augmented, mixed) into zarr with dask", cmd_augment)
+    augment.add_argument("--dataset", required=True, help="dataset name (a key of datasets)")
+    augment.add_argument("--split", required=True, help="dataset split name")
+    augment.add_argument("--bank", required=True, help="the bank (.zarr) the samples draw from")
+    augment.add_argument("--splits", required=True, help="the source's material split table (parquet)")
+    augment.add_argument("--dask", type=_options, default={}, help="the dask config section as JSON")
+    augment.add_argument("--out", required=True, help="the dataset split (.zarr directory)")
+
+    report = stage("report", "draw a report figure", cmd_report)
+    report.add_argument("figure", choices=["augmentations"], help="augmentations: a pattern after each effect")
+    report.add_argument("--bank", required=True, help="the bank to draw a sample from")
+    report.add_argument("--out", required=True, help="the figure (.png)")
     return parser
 
 

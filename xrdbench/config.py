@@ -7,6 +7,7 @@ config fails before any job starts, with a message naming the key.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from xrdbench.errors import ConfigError
@@ -29,5 +30,30 @@ def check_config(config: dict) -> None:
     for name, grid in config["grids"].items():
         if not grid["two_theta_min_deg"] < grid["two_theta_max_deg"]:
             raise ConfigError(f"grids.{name}: two_theta_min_deg must be below two_theta_max_deg")
+    for name, dataset in config.get("datasets", {}).items():
+        missing = [key for key in ("source", "grid", "kind", "splits") if key not in dataset]
+        if missing:
+            raise ConfigError(f"datasets.{name}: missing {', '.join(missing)}")
+        if not config["sources"][dataset["source"]]["enabled"]:
+            continue
+        if dataset["grid"] not in config["simulate"]["banks"][dataset["source"]]:
+            raise ConfigError(f"datasets.{name}: there is no {dataset['source']} bank on grid {dataset['grid']!r}; "
+                              f"add it to simulate.banks.{dataset['source']}")
     if not any(source["enabled"] for source in config["sources"].values()):
         raise ConfigError("sources: every source is disabled; enable at least one")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else copy.deepcopy(value)
+    return merged
+
+
+def dataset_options(config: dict, name: str) -> dict:
+    """A dataset's complete options: its own keys over the defaults, its augment over the global one."""
+    dataset = config["datasets"][name]
+    options = {key: value for key, value in dataset.items() if key != "augment"}
+    options["augment"] = deep_merge(config.get("augment", {}), dataset.get("augment", {}))
+    return options

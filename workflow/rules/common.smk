@@ -1,6 +1,8 @@
 # Helpers shared by the rules: which sources are on, and each stage's options as JSON.
 import json
 
+from xrdbench.config import dataset_options
+
 
 SOURCE_NAMES = ("coremof", "synthetic", "oqmd", "local")
 
@@ -8,6 +10,8 @@ SOURCE_NAMES = ("coremof", "synthetic", "oqmd", "local")
 wildcard_constraints:
     source="|".join(SOURCE_NAMES),
     grid="[A-Za-z0-9_-]+",
+    dataset="[A-Za-z0-9_-]+",
+    split="[A-Za-z0-9_-]+",
     shard=r"\d+",
 
 
@@ -50,7 +54,28 @@ def bank_shards(source, grid):
                   shard=range(config["simulate"]["shards"]))
 
 
+def enabled_datasets():
+    """(dataset, split) pairs whose source is enabled."""
+    return [(name, split) for name, dataset in config["datasets"].items()
+            if config["sources"][dataset["source"]]["enabled"] for split in dataset["splits"]]
+
+
+def dataset_bank(dataset):
+    spec = config["datasets"][dataset]
+    return f"results/banks/{spec['source']}/{spec['grid']}.zarr"
+
+
+def dataset_split_table(dataset):
+    return f"results/splits/{config['datasets'][dataset]['source']}.parquet"
+
+
+def dataset_options_json(dataset):
+    return json.dumps(dataset_options(config, dataset), sort_keys=True)
+
+
 def all_outputs():
     splits = expand("results/splits/{source}.parquet", source=enabled_sources())
     banks = [f"results/banks/{source}/{grid}.zarr" for source, grid in enabled_banks()]
-    return splits + banks
+    datasets = [f"results/datasets/{name}/{split}.zarr" for name, split in enabled_datasets()]
+    figures = ["results/reports/figures/augmentations.png"] if "multiphase" in config["datasets"] else []
+    return splits + banks + datasets + figures

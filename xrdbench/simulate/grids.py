@@ -17,7 +17,7 @@ import numpy as np
 
 from xrdbench.errors import ConfigError
 
-__all__ = ["Grid", "NAMED_GRIDS", "RULES", "grid_from_config", "render_stick_lists", "render_sticks"]
+__all__ = ["Grid", "NAMED_GRIDS", "RULES", "grid_from_config", "render_stick_lists", "render_sticks", "stick_lists"]
 
 RULES = ("max", "sum")
 
@@ -115,6 +115,22 @@ def render_sticks(two_theta_deg: np.ndarray, intensity: np.ndarray, grid: Grid, 
     return render_stick_lists(np.array([0, len(two_theta_deg)]), two_theta_deg, intensity, grid, rule)[0]
 
 
+def stick_lists(offsets, two_theta_deg, intensity):
+    """Checked CSR stick lists as arrays, plus the pattern (row) of every stick.
+
+    Pattern ``i`` owns sticks ``offsets[i]:offsets[i+1]``; ``offsets`` has n_patterns + 1
+    non-decreasing entries starting at 0.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    two_theta_deg = np.asarray(two_theta_deg, dtype=np.float64)
+    intensity = np.asarray(intensity, dtype=np.float64)
+    if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise ValueError("offsets must be non-decreasing, start at 0 and have n_patterns + 1 entries")
+    if offsets[-1] != len(two_theta_deg) or len(two_theta_deg) != len(intensity):
+        raise ValueError("offsets[-1], len(two_theta_deg) and len(intensity) must agree")
+    return offsets, two_theta_deg, intensity, np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+
+
 def render_stick_lists(
     offsets: np.ndarray, two_theta_deg: np.ndarray, intensity: np.ndarray, grid: Grid, rule: str = "max"
 ) -> np.ndarray:
@@ -124,15 +140,8 @@ def render_stick_lists(
     ``offsets`` has n_patterns + 1 entries starting at 0). Same rules as :func:`render_sticks`.
     """
     _check_rule(rule)
-    offsets = np.asarray(offsets, dtype=np.int64)
-    two_theta_deg = np.asarray(two_theta_deg, dtype=np.float64)
-    intensity = np.asarray(intensity, dtype=np.float64)
-    if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
-        raise ValueError("offsets must be non-decreasing, start at 0 and have n_patterns + 1 entries")
-    if offsets[-1] != len(two_theta_deg) or len(two_theta_deg) != len(intensity):
-        raise ValueError("offsets[-1], len(two_theta_deg) and len(intensity) must agree")
+    offsets, two_theta_deg, intensity, row = stick_lists(offsets, two_theta_deg, intensity)
     n_patterns = len(offsets) - 1
-    row = np.repeat(np.arange(n_patterns), np.diff(offsets))
     column = grid.bin_index(two_theta_deg)
     keep = column >= 0
     flat = row[keep] * grid.n_bins + column[keep]

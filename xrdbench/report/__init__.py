@@ -1,0 +1,1 @@
+"""Stage ``report``: tables and figures built from the earlier stages' outputs."""
