@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -178,9 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    # `snakemake --cores 32` on a laptop grants 32 threads; more worker processes than CPUs only cost memory.
+    args.threads = max(1, min(args.threads, available_cpus()))
     try:
         args.handler(args)
     except XrdbenchError as error:
