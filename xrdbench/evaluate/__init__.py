@@ -1,0 +1,1 @@
+"""Stage ``evaluate``: metrics on the validation and test splits, never on training data."""

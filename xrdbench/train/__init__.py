@@ -1,0 +1,1 @@
+"""Stage ``train``: data loading, the shared trainer and MGDA-UB multi-task optimisation."""
