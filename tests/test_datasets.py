@@ -3,9 +3,7 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 import zarr
 from conftest import build_bank, structures_table
 

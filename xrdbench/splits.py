@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from tqdm import tqdm
 
 from xrdbench.errors import ConfigError
+from xrdbench.parallel import ordered_map
 
 SPLITS = ("train", "val", "test")
 
 
-def _matched_groups(ids: list[str], records: list[dict]) -> list[list[str]]:
-    """Partition same-formula entries into lists of mutually matching structures."""
+def _matched_groups(job: tuple[list[str], list[dict]]) -> list[list[str]]:
+    """Partition same-formula entries (ids, records) into lists of mutually matching structures."""
+    ids, records = job
     from xrdbench.structures import record_to_structure
 
     structures = [record_to_structure(record) for record in records]
@@ -54,28 +54,12 @@ def duplicate_groups(table: pd.DataFrame, *, match_structures: bool = True, thre
         return pd.Series(group_of, name="group")
     candidates = [frame for _, frame in table.groupby("formula", sort=True) if len(frame) > 1]
     jobs = [(list(frame["id"]), frame.to_dict("records")) for frame in candidates]
-    with ProcessPoolExecutor(max_workers=threads) if threads > 1 else _InProcess() as pool:
-        results = pool.map(_matched_groups, *zip(*jobs)) if jobs else []
-        for groups in tqdm(results, total=len(jobs), desc="matching duplicates", unit="formula",
-                           disable=not progress):
-            for group in groups:
-                for material_id in group:
-                    group_of[material_id] = group[0]
+    for groups in ordered_map(_matched_groups, jobs, threads=threads, desc="matching duplicates", unit="formula",
+                              progress=progress):
+        for group in groups:
+            for material_id in group:
+                group_of[material_id] = group[0]
     return pd.Series(group_of, name="group")
-
-
-class _InProcess:
-    """The ``map`` of an executor, run in this process (no pickling, no startup cost)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(function, *iterables):
-        return map(function, *iterables)
 
 
 def split_rank(group_id: str, seed: int) -> int:

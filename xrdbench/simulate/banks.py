@@ -26,8 +26,7 @@ Bank layout (``results/banks/{source}/{grid}.zarr``), N patterns, M sticks:
 
 from __future__ import annotations
 
-import math
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from xrdbench.atomic import atomic_path, write_csv_atomic
 from xrdbench.errors import ConfigError
+from xrdbench.parallel import ordered_map
 from xrdbench.provenance import config_hash, package_versions
 from xrdbench.simulate.grids import Grid, render_stick_lists
 from xrdbench.simulate.sticks import get_engine, simulate_sticks_arrays
@@ -109,7 +109,8 @@ def simulate_record(record: dict, simulation: Simulation, two_theta_range: tuple
     return get_engine(simulation.engine)(structure, simulation.wavelength_angstrom, two_theta_range)
 
 
-def _simulate_rows(records: list[dict], simulation: Simulation, two_theta_range) -> list:
+def _simulate_rows(batch: tuple[list[dict], Simulation, tuple[float, float]]) -> list:
+    records, simulation, two_theta_range = batch
     results = []
     with threadpool_limits(1):  # one BLAS thread per worker process: the pool is the parallelism
         for record in records:
@@ -131,20 +132,10 @@ def simulate_shard(table: pd.DataFrame, rows: range, path: str | Path, *, simula
     """Simulate ``table.iloc[rows]`` and save the shard's sticks atomically to ``path`` (.npz)."""
     records = table.iloc[rows.start:rows.stop].to_dict("records")
     two_theta_range = (grid.two_theta_min_deg, grid.two_theta_max_deg)
-    batches = [records[i:i + 8] for i in range(0, len(records), 8)]
-    results = []
-    with tqdm(total=len(records), desc=f"simulate {Path(path).name}", unit="structure",
-              disable=not progress) as bar:
-        if threads > 1 and len(batches) > 1:
-            with ProcessPoolExecutor(max_workers=threads) as pool:
-                futures = [pool.submit(_simulate_rows, batch, simulation, two_theta_range) for batch in batches]
-                for future, batch in zip(futures, batches):
-                    results += future.result()
-                    bar.update(len(batch))
-        else:
-            for batch in batches:
-                results += _simulate_rows(batch, simulation, two_theta_range)
-                bar.update(len(batch))
+    batches = [(records[i:i + 8], simulation, two_theta_range) for i in range(0, len(records), 8)]
+    results = [result for batch in ordered_map(_simulate_rows, batches, threads=threads, unit="batch of 8",
+                                                 desc=f"simulate {Path(path).name}", progress=progress)
+               for result in batch]
     status = np.array([r[0] for r in results], dtype=str)
     lengths = [len(r[2]) if r[2] is not None else 0 for r in results]
     empty = np.empty(0, dtype=np.float64)

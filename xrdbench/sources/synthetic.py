@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import json
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Element, Structure
-from tqdm import tqdm
 
 from xrdbench.errors import ConfigError, SourceError
+from xrdbench.parallel import ordered_map
 from xrdbench.sources.manifest import row_from_structure
 from xrdbench.symmetry.detect import space_group_number
 
@@ -208,8 +207,4 @@ def fetch(options: dict, source_dir: Path, *, threads: int = 1, cache_dir: Path 
     source_dir = Path(source_dir)
     tasks = [(group, index, options, source_dir) for group in options["space_groups"]
              for index in range(options["per_space_group"])]
-    bar = dict(total=len(tasks), desc="synthetic", unit="structure", disable=not progress)
-    if threads <= 1:
-        return [_make_row(task) for task in tqdm(tasks, **bar)]
-    with ProcessPoolExecutor(max_workers=threads) as pool:
-        return list(tqdm(pool.map(_make_row, tasks, chunksize=1), **bar))
+    return ordered_map(_make_row, tasks, threads=threads, desc="synthetic", unit="structure", progress=progress)

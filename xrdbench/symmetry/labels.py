@@ -26,21 +26,18 @@ Occupancy policies (config key ``labels.occupancy``):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import multiprocessing
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
-from tqdm.auto import tqdm
 
 from xrdbench.atomic import write_csv_atomic, write_parquet_atomic
+from xrdbench.parallel import ordered_map
 from xrdbench.errors import ConfigError
 from xrdbench.sources.manifest import MANIFEST_COLUMNS
 from xrdbench.structures import RECORD_COLUMNS, structure_to_record
@@ -156,16 +153,9 @@ def _label_one(row: dict, source_dir: Path, settings: _Settings) -> tuple[bool, 
 
 def _map_rows(worker, rows: list[dict], threads: int, progress: bool) -> list[tuple[bool, dict]]:
     """Apply ``worker`` to every row, in manifest order, in-process or over worker processes."""
-    with contextlib.ExitStack() as stack:
-        if threads > 1:
-            # spawn: forking a parent that already runs pyarrow/OpenMP threads can deadlock.
-            context = multiprocessing.get_context("spawn")
-            pool = stack.enter_context(ProcessPoolExecutor(threads, mp_context=context))
-            chunksize = max(1, min(64, math.ceil(len(rows) / (8 * threads))))
-            results = pool.map(worker, rows, chunksize=chunksize)
-        else:
-            results = map(worker, rows)
-        return list(tqdm(results, total=len(rows), disable=not progress, desc="labels", unit="cif"))
+    chunksize = max(1, min(64, math.ceil(len(rows) / (8 * max(threads, 1)))))
+    return ordered_map(worker, rows, threads=threads, chunksize=chunksize, desc="labels", unit="cif",
+                       progress=progress)
 
 
 def _structures_frame(rows: list[dict], manifest_columns: list[str]) -> pd.DataFrame:
