@@ -22,6 +22,8 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/banks.smk"
 include: "workflow/rules/datasets.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -55,7 +55,30 @@ def test_schema_defaults_are_the_published_values(schema_path):
     assert config["augment"]["caglioti_dw_range"] == [0.0018, 0.002]
     assert config["datasets"]["multiphase"]["kind"] == "mixture"
     assert config["datasets"]["mof_balanced"]["splits"]["test"]["balanced"] is True
+    assert config["single_phase"]["preset"] == "paper"
+    assert config["single_phase"]["runs"]["xrdecoupler"]["superclasses"] == [
+        "crystal_system", "bravais_lattice", "point_group"]
     check_config(config)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"train_dataset": "nowhere"}, "single_phase.train_dataset"),
+    ({"train_dataset": "mof_balanced"}, "single_phase.train_dataset"),
+    ({"evaluate": {"mof": ["holdout"]}}, "single_phase.evaluate.mof"),
+    ({"evaluate": {"nowhere": ["test"]}}, "single_phase.evaluate.nowhere"),
+])
+def test_single_phase_benchmark_needs_its_datasets(default_config, change, key):
+    config = copy.deepcopy(default_config)
+    config["single_phase"].update(change)
+    with pytest.raises(ConfigError, match=key):
+        check_config(config)
+
+
+def test_evaluating_on_train_is_refused_by_the_schema(repo_root, schema_path):
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    config["single_phase"]["evaluate"] = {"mof": ["train"]}
+    with pytest.raises(WorkflowError):
+        validate(config, schema_path)
 
 
 def test_embedded_default_config_is_valid(default_config):
@@ -95,10 +118,12 @@ def test_augment_schema_defaults_are_the_package_defaults(default_config):
     assert default_config["augment"] == DEFAULT_OPTIONS
 
 
-def test_grid_schema_defaults_are_the_named_grids(default_config):
+def test_grid_schema_defaults_are_the_named_grids(schema_path):
     from xrdbench.simulate.grids import NAMED_GRIDS
 
+    config = {}
+    validate(config, schema_path)
     for name, grid in NAMED_GRIDS.items():
-        spec = default_config["grids"][name]
+        spec = config["grids"][name]
         assert (spec["two_theta_min_deg"], spec["two_theta_max_deg"], spec["n_bins"]) == \
             (grid.two_theta_min_deg, grid.two_theta_max_deg, grid.n_bins)

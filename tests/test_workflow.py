@@ -13,6 +13,8 @@ import yaml
 
 pytestmark = pytest.mark.integration
 
+SINGLE_PHASE_MODELS = ("mlp", "cnn", "nopool_cnn", "rcnet", "xrdmamba", "xrdecoupler")
+
 TINY_CONFIG = {
     "threads": 2,
     "progress": False,
@@ -26,6 +28,14 @@ TINY_CONFIG = {
         "val": {"materials": ["val"], "n_samples": 16},
         "test": {"materials": ["test"], "n_samples": 16},
         "in_library": {"materials": ["in_library"], "n_samples": 16}}}},
+    "grids": {"xrdecoupler": {"two_theta_min_deg": 5.0, "two_theta_max_deg": 90.0, "n_bins": 1700}},
+    "single_phase": {
+        "preset": "demo", "threads": 1, "train": {"epochs": 1},
+        "evaluate": {"mof": ["test"], "inorganic": ["test"]},
+        "runs": {**{name: {"model": name} for name in SINGLE_PHASE_MODELS},
+                 "xrdecoupler": {"model": "xrdecoupler", "superclasses": ["crystal_system", "point_group"]},
+                 "xrdecoupler_global_only": {"model": "xrdecoupler", "superclasses": ["crystal_system"],
+                                             "options": {"use_local": False}}}},
 }
 
 
@@ -86,6 +96,29 @@ def test_all_builds_every_stage(workdir, first_run):
             assert (workdir / f"results/benchmarks/build_dataset/{dataset}/{split}.tsv").exists()
     assert zarr.open_group(str(workdir / "results/datasets/multiphase/train.zarr"), mode="r")["x"].shape == (64, 2048)
     assert (workdir / "results/reports/figures/augmentations.png").stat().st_size > 10_000
+
+
+def test_every_single_phase_run_trains_and_evaluates(workdir, first_run):
+    import json
+
+    for run in TINY_CONFIG["single_phase"]["runs"]:
+        spec = json.loads((workdir / f"results/models/mof/{run}/model.json").read_text())
+        assert spec["grid"]["n_bins"] == 1700 and spec["preset"] == "demo"
+        assert len(pd.read_csv(workdir / f"results/models/mof/{run}/history.csv")) == 1
+        for dataset in ("mof", "inorganic"):
+            metrics = json.loads((workdir / f"results/eval/{dataset}/{run}/test.json").read_text())
+            assert 0 <= metrics["top1"] <= metrics["top2"] <= metrics["top5"] <= 1
+            assert metrics["meta"]["run"] == run and metrics["meta"]["dataset"] == dataset
+            assert (workdir / f"results/eval/{dataset}/{run}/test.predictions.parquet").exists()
+    assert not (workdir / "results/eval/mof/cnn/train.json").exists()
+
+
+def test_training_jobs_ask_for_a_gpu(workdir, first_run):
+    result = snakemake(workdir, "-n", "--forcerun", "train_single_phase", "results/eval/mof/cnn/test.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    job = out[out.index("rule train_single_phase:"):]
+    assert "gpu=1" in job[:job.index("Shell command")]
 
 
 def test_second_run_has_nothing_to_do(workdir, first_run):

@@ -115,6 +115,32 @@ def cmd_augment(args: argparse.Namespace) -> None:
     log.info("dataset %s/%s: %d samples -> %s", args.dataset, args.split, n, args.out)
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from xrdbench.train.runs import train_run
+
+    torch.set_num_threads(args.threads)
+    options = args.options
+    summary = train_run(args.run, options["run"], args.train, args.val, args.out, preset=options["preset"],
+                        train_dataset=args.dataset, train_overrides=options.get("train", {}),
+                        device=options.get("device", "auto"), progress=not args.quiet)
+    log.info("%s: best val top-1 %.4f at epoch %d, %.0f s -> %s", args.run, summary["best_val_top1"],
+             summary["best_epoch"], summary["train_wall_s"], args.out)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from xrdbench.evaluate.runs import evaluate_run
+
+    torch.set_num_threads(args.threads)
+    metrics = evaluate_run(args.model, args.data, args.out, dataset=args.dataset, split=args.split,
+                           device=args.options.get("device", "auto"))
+    log.info("%s on %s/%s: top-1 %.4f, top-5 %.4f (%d samples) -> %s.json", metrics["meta"]["run"], args.dataset,
+             args.split, metrics["top1"], metrics["top5"], metrics["n_samples"], args.out)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from xrdbench.report.augmentations import plot_augmentations
 
@@ -125,7 +151,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xrdbench", description=(
         "Reference pipeline for machine learning on powder X-ray diffraction. "
-        "Stages: fetch -> label -> split -> simulate -> bank -> augment -> report (-> train -> evaluate). "
+        "Stages: fetch -> label -> split -> simulate -> bank -> augment -> train -> evaluate -> report. "
         "Usually run through Snakemake: snakemake --cores 32 all"))
     parser.add_argument("--version", action="version", version=f"xrdbench {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -171,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--splits", required=True, help="the source's material split table (parquet)")
     augment.add_argument("--dask", type=_options, default={}, help="the dask config section as JSON")
     augment.add_argument("--out", required=True, help="the dataset split (.zarr directory)")
+
+    train = stage("train", "train one benchmark run (model + options) on a dataset's train split", cmd_train)
+    train.add_argument("--run", required=True, help="run name (a key of single_phase.runs)")
+    train.add_argument("--dataset", required=True, help="the training dataset's name")
+    train.add_argument("--train", required=True, help="the train split (.zarr)")
+    train.add_argument("--val", required=True, help="the validation split (.zarr), which picks the best checkpoint")
+    train.add_argument("--out", required=True, help="the model directory; a last.pt there is resumed")
+
+    evaluate = stage("evaluate", "evaluate a trained run on a val or test split", cmd_evaluate)
+    evaluate.add_argument("--model", required=True, help="a trained model directory")
+    evaluate.add_argument("--dataset", required=True, help="the evaluation dataset's name")
+    evaluate.add_argument("--split", required=True, help="the split's name (never train)")
+    evaluate.add_argument("--data", required=True, help="the split (.zarr)")
+    evaluate.add_argument("--out", required=True, help="output prefix: PREFIX.json, .predictions.parquet, .confusion.csv")
+
+    from xrdbench.predict import add_predict_command
+
+    add_predict_command(commands)
 
     report = stage("report", "draw a report figure", cmd_report)
     report.add_argument("figure", choices=["augmentations"], help="augmentations: a pattern after each effect")

@@ -41,6 +41,28 @@ def check_config(config: dict) -> None:
                               f"add it to simulate.banks.{dataset['source']}")
     if not any(source["enabled"] for source in config["sources"].values()):
         raise ConfigError("sources: every source is disabled; enable at least one")
+    check_single_phase(config)
+
+
+def check_single_phase(config: dict) -> None:
+    """The benchmark's datasets and splits exist: train/val to train on, the evaluate splits to score."""
+    section = config.get("single_phase")
+    if not section or not section["runs"]:
+        return
+    datasets = config.get("datasets", {})
+    train = section["train_dataset"]
+    if train not in datasets:
+        raise ConfigError(f"single_phase.train_dataset: {train!r} is not a dataset (defined: {sorted(datasets)})")
+    missing = [split for split in ("train", "val") if split not in datasets[train]["splits"]]
+    if missing:
+        raise ConfigError(f"single_phase.train_dataset: dataset {train!r} has no {' or '.join(missing)} split")
+    for name, splits in section["evaluate"].items():
+        if name not in datasets:
+            raise ConfigError(f"single_phase.evaluate.{name}: not a dataset (defined: {sorted(datasets)})")
+        unknown = [split for split in splits if split not in datasets[name]["splits"]]
+        if unknown:
+            raise ConfigError(f"single_phase.evaluate.{name}: dataset {name!r} has no split {unknown[0]!r} "
+                              f"(it has {sorted(datasets[name]['splits'])})")
 
 
 def deep_merge(base: dict, override: dict) -> dict:

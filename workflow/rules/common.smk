@@ -73,9 +73,29 @@ def dataset_options_json(dataset):
     return json.dumps(dataset_options(config, dataset), sort_keys=True)
 
 
+def single_phase_run_pattern():
+    """The single-phase run names as a wildcard regex, so their rules never claim another benchmark's files."""
+    return "|".join(sorted(config["single_phase"]["runs"], key=len, reverse=True)) or "(?!)"
+
+
+def single_phase_run_json(run):
+    section = config["single_phase"]
+    return json.dumps({"run": section["runs"][run], "preset": section["preset"], "train": section["train"],
+                       "device": section["device"]}, sort_keys=True)
+
+
+def single_phase_evaluations():
+    section = config["single_phase"]
+    if section["train_dataset"] not in config["datasets"]:
+        return []
+    enabled = {name for name, _ in enabled_datasets()}
+    return [f"results/eval/{dataset}/{run}/{split}.json" for run in section["runs"]
+            for dataset, splits in section["evaluate"].items() if dataset in enabled for split in splits]
+
+
 def all_outputs():
     splits = expand("results/splits/{source}.parquet", source=enabled_sources())
     banks = [f"results/banks/{source}/{grid}.zarr" for source, grid in enabled_banks()]
     datasets = [f"results/datasets/{name}/{split}.zarr" for name, split in enabled_datasets()]
     figures = ["results/reports/figures/augmentations.png"] if "multiphase" in config["datasets"] else []
-    return splits + banks + datasets + figures
+    return splits + banks + datasets + figures + single_phase_evaluations()

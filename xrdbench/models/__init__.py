@@ -4,6 +4,7 @@
 """
 
 from xrdbench.models import cnn, mlp, rcnet, xrdecoupler, xrdmamba  # noqa: F401 - registers the models
+from xrdbench.models import multilabel_cnn, multilabel_transformer, phase_cluster_transformer  # noqa: F401
 from xrdbench.models.registry import MODELS, build_model, register_model
 
 __all__ = ["MODELS", "build_model", "register_model"]

@@ -163,6 +163,8 @@ class GlobalModule(nn.Module):
 
 @register_model("xrdecoupler")
 class XRDecoupler(nn.Module):
+    MULTI_HEAD = True  # one head per task in ``tasks``; the other models predict the space group only
+
     def __init__(self, *, preset: str = "demo", two_theta_deg: np.ndarray, tasks: dict[str, int],
                  use_local: bool = True, use_global: bool = True, **overrides):
         super().__init__()
