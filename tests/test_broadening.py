@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from xrdbench.augment.broadening import (
+    INSTRUMENT_LEVEL_RATIO,
     PAPER_RANGES,
     STICK_OVERSAMPLE,
     broaden,
@@ -11,6 +12,7 @@ from xrdbench.augment.broadening import (
     render_sticks_linear,
     width_lut,
 )
+from xrdbench.augment.instrument import instrument_broadening
 from xrdbench.augment.profiles import caglioti_fwhm_deg, sample_broadening_fwhm_deg, tch_fwhm
 from xrdbench.simulate.grids import NAMED_GRIDS
 
@@ -181,6 +183,24 @@ def test_instrument_broadening_of_a_dense_pattern():
         assert out.sum() == pytest.approx(intensity.sum(), rel=1e-4)
     # zero width: identity (the lowest level is a quarter bin)
     np.testing.assert_allclose(broaden(patterns, 0.0, 0, grid), patterns, atol=1e-4 * intensity.max())
+
+
+def test_instrument_broadening_on_its_coarser_table_matches_exact():
+    # instrument_broadening uses a table of its own, spaced INSTRUMENT_LEVEL_RATIO apart
+    grid = MULTIPHASE
+    rng = np.random.default_rng(6)
+    bins = np.sort(rng.choice(np.arange(40, grid.n_bins - 40), 60, replace=False))
+    patterns, offsets, two_theta, intensity = dense_sticks_at_centres(grid, bins, rng.uniform(1, 100, 60))
+    u_max, w_max = PAPER_RANGES["caglioti_u_deg2"][1], PAPER_RANGES["caglioti_w_deg2"][1]
+    u = np.r_[u_max, 0.0, rng.uniform(0, u_max, 6)]
+    w = np.r_[w_max, 0.0018, rng.uniform(0.0018, w_max, 6)]
+    out = instrument_broadening(np.repeat(patterns, len(u), axis=0), u, np.zeros_like(u), w, grid)
+    for row in range(len(u)):
+        stick_fwhm_deg = caglioti_fwhm_deg(two_theta, u[row], 0.0, w[row])
+        exact = render_pseudo_voigt_exact(offsets, two_theta, intensity, grid, stick_fwhm_deg, 0.0)
+        assert relative_l1(out[row : row + 1], exact)[0] < L1_BAR / 2
+    lut = width_lut(grid, 1, INSTRUMENT_LEVEL_RATIO)
+    assert lut.level_ratio == INSTRUMENT_LEVEL_RATIO and width_lut(grid, 1, INSTRUMENT_LEVEL_RATIO) is lut
 
 
 def test_broaden_batch_shapes_and_linearity():

@@ -18,6 +18,9 @@ LUT-based approximation (log-spaced width levels with per-bin interpolation)". H
   pattern's own η at that width: one inverse FFT per level. Those inverse FFTs are most of
   its time, so its table is spaced a little coarser (``STICK_LEVEL_RATIO``), and patterns are
   rendered, transformed and convolved in chunks of alike widths that stay in cache.
+- The instrument's Gaussian (:func:`~xrdbench.augment.instrument.instrument_broadening`)
+  uses a table of its own, ``INSTRUMENT_LEVEL_RATIO`` apart: a narrow Gaussian mixes well
+  between coarser levels, and each level saved is one inverse FFT per mixture.
 - :func:`render_pseudo_voigt_exact` / :func:`broaden_phases_exact` render every stick as its
   own bin-integrated pseudo-Voigt: the slow reference the LUT is tested against.
 
@@ -47,6 +50,7 @@ from xrdbench.augment.profiles import (
 from xrdbench.simulate.grids import Grid, stick_lists
 
 __all__ = [
+    "INSTRUMENT_LEVEL_RATIO",
     "PAPER_RANGES",
     "STICK_OVERSAMPLE",
     "WidthLUT",
@@ -70,8 +74,15 @@ PAPER_RANGES = {
 STICK_OVERSAMPLE = 4  # fine points per bin for sticks; 2 leaves up to 5 % L1 at Γ ≈ 0.6 bin
 LEVEL_RATIO = 2.0 ** (1 / 3)  # adjacent FWHM levels: ≈1 % worst L1 from log-linear mixing
 # broaden_phases' levels: each costs one inverse FFT per pattern, the bulk of its time.
-# 2^0.4 is ≈15 % faster than 2^(1/3); tests' worst L1 1.2 → 1.3 % (2^0.5: 1.7 %).
+# Worst L1 in the tests: 2^(1/3) 1.2 %, 2^0.4 1.3 %, 2^0.5 1.7 % (2^0.6: 2.2 %, over the bar);
+# 2^0.4 keeps a third of the 2 % bar in reserve; 2^0.5 would save ≈15 % of the pipeline's
+# time at 1.7 %. Quadratic (three-level) interpolation
+# in log width was tried and bought little: at 2^0.6 the worst rows (high strain: wide, mostly
+# Gaussian peaks) only went from 2.2 % to 2.0 %.
 STICK_LEVEL_RATIO = 2.0 ** 0.4
+# The instrument's Gaussian (Caglioti, 0.75–2.1 bins on the paper's ranges) mixes more
+# gracefully than the stick pseudo-Voigts: 2^0.5 keeps it under 1 % L1 with ≈30 % fewer levels.
+INSTRUMENT_LEVEL_RATIO = 2.0 ** 0.5
 MIN_FWHM_BINS = 0.25
 SPECTRUM_TOL = 1e-3  # Fourier bands where a kernel stays below this are skipped
 PAD_FRACTION = 0.06  # zero padding against wrap-around of Lorentzian tails
@@ -159,6 +170,8 @@ class WidthLUT:
         fine Nyquist's mirror, is the conjugate of the rfft read backwards.
         """
         half = n_fft // 2
+        if oversample == 1:  # one band: the spectrum itself
+            return spectrum[..., None, :]
         out = np.empty(spectrum.shape[:-1] + (oversample, half + 1), dtype=spectrum.dtype)
         for band in range(oversample):
             if band % 2 == 0:
@@ -194,14 +207,21 @@ class WidthLUT:
 
         Bands and coefficients where the kernels are negligible are skipped.
         """
-        ranges = self.band_ranges[level]
-        n_bands = int(np.flatnonzero(ranges[:, 1] > ranges[:, 0])[-1]) + 1
-        stop = int(ranges[0, 1]) if n_bands == 1 else self.n_fft // 2 + 1
+        n_bands, stop = self._level_extent[level]
         kernels = np.stack([self._kernels[part][level, :n_bands, : 2 * stop] for part in parts])
         pairs = spectra[rows, :n_bands, :stop].view(np.float32)  # complex × real, as (re, im) pairs
         folded = np.zeros((len(parts), len(pairs), self.n_fft + 2), dtype=np.float32)
         np.einsum("rbk,pbk->prk", pairs, kernels, out=folded[:, :, : 2 * stop])
         return folded.view(np.complex64)
+
+    @cached_property
+    def _level_extent(self) -> list[tuple[int, int]]:
+        """Per level, (bands, coefficients per band) where its kernels are not negligible."""
+        extent = []
+        for ranges in self.band_ranges:
+            n_bands = int(np.flatnonzero(ranges[:, 1] > ranges[:, 0])[-1]) + 1
+            extent.append((n_bands, int(ranges[0, 1]) if n_bands == 1 else self.n_fft // 2 + 1))
+        return extent
 
     @cached_property
     def _mixing_kernels(self) -> np.ndarray:
@@ -215,9 +235,7 @@ class WidthLUT:
         Every row takes the same arithmetic whatever its η: a row's result never depends on
         the rows batched with it.
         """
-        ranges = self.band_ranges[level]
-        n_bands = int(np.flatnonzero(ranges[:, 1] > ranges[:, 0])[-1]) + 1
-        stop = int(ranges[0, 1]) if n_bands == 1 else self.n_fft // 2 + 1
+        n_bands, stop = self._level_extent[level]
         kernels = self._mixing_kernels[level, :, :n_bands, : 2 * stop]
         pairs = spectra[rows, :n_bands, :stop].view(np.float32)  # complex × real, as (re, im) pairs
         gauss, difference = np.einsum("rbk,pbk->prk", pairs, kernels)
@@ -309,9 +327,11 @@ class WidthLUT:
 
 
 @lru_cache(maxsize=16)
-def width_lut(grid: Grid, oversample: int = 1) -> WidthLUT:
-    """The cached :class:`WidthLUT` of ``grid`` covering the paper's ranges."""
-    level_ratio = LEVEL_RATIO if oversample == 1 else STICK_LEVEL_RATIO
+def width_lut(grid: Grid, oversample: int = 1, level_ratio: float | None = None) -> WidthLUT:
+    """The cached :class:`WidthLUT` of ``grid`` covering the paper's ranges; ``level_ratio``
+    defaults to ``LEVEL_RATIO`` for dense input and ``STICK_LEVEL_RATIO`` for sticks."""
+    if level_ratio is None:
+        level_ratio = LEVEL_RATIO if oversample == 1 else STICK_LEVEL_RATIO
     return WidthLUT.build(grid, oversample, level_ratio=level_ratio)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xrdbench.augment.broadening import broaden
+from xrdbench.augment.broadening import INSTRUMENT_LEVEL_RATIO, broaden, width_lut
 from xrdbench.augment.profiles import caglioti_fwhm_deg
 from xrdbench.simulate.grids import Grid
 
@@ -53,4 +53,5 @@ def caglioti_fwhm_grid(u, v, w, grid: Grid) -> np.ndarray:
 
 def instrument_broadening(patterns: np.ndarray, u, v, w, grid: Grid) -> np.ndarray:
     """Gaussian (η = 0) variable-width broadening with each row's Caglioti FWHM."""
-    return broaden(patterns, caglioti_fwhm_grid(u, v, w, grid), 0.0, grid)
+    lut = width_lut(grid, 1, INSTRUMENT_LEVEL_RATIO)  # a Gaussian tolerates coarser levels
+    return broaden(patterns, caglioti_fwhm_grid(u, v, w, grid), 0.0, grid, lut=lut)
