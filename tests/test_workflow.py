@@ -36,7 +36,10 @@ TINY_CONFIG = {
                  "xrdecoupler": {"model": "xrdecoupler", "superclasses": ["crystal_system", "point_group"]},
                  "xrdecoupler_global_only": {"model": "xrdecoupler", "superclasses": ["crystal_system"],
                                              "options": {"use_local": False}}}},
+    "multi_phase": {"preset": "demo", "threads": 1,
+                    "train": {"steps": 4, "eval_every": 2, "warmup_steps": 1, "batch_rows": 16}},
 }
+MULTI_PHASE_MODELS = ("multilabel_cnn", "multilabel_transformer", "phase_cluster_transformer")
 
 
 # The rules call the xrdbench CLI installed beside this interpreter.
@@ -113,11 +116,35 @@ def test_every_single_phase_run_trains_and_evaluates(workdir, first_run):
     assert not (workdir / "results/eval/mof/cnn/train.json").exists()
 
 
+def test_every_multi_phase_run_trains_and_evaluates(workdir, first_run):
+    import json
+
+    for run in MULTI_PHASE_MODELS:
+        spec = json.loads((workdir / f"results/models/multiphase/{run}/model.json").read_text())
+        assert spec["kind"] == "multi_phase" and spec["preset"] == "demo" and spec["grid"]["n_bins"] == 2048
+        assert list(pd.read_csv(workdir / f"results/models/multiphase/{run}/history.csv")["step"]) == [2, 4]
+        for split in ("in_library", "test"):
+            metrics = json.loads((workdir / f"results/eval/multiphase/{run}/{split}.json").read_text())
+            chosen = metrics["best_gate"] if run == "phase_cluster_transformer" else metrics
+            assert 0 <= chosen["micro_f1"] <= 1 and metrics["n_samples"] == 16
+            assert metrics["meta"]["run"] == run and metrics["meta"]["split"] == split
+            assert (workdir / f"results/eval/multiphase/{run}/{split}.predictions.parquet").exists()
+            assert (workdir / f"results/benchmarks/evaluate/multiphase/{run}/{split}.tsv").exists()
+        assert (workdir / f"results/logs/train/multiphase/{run}.log").exists()
+    assert not (workdir / "results/eval/multiphase/multilabel_cnn/train.json").exists()
+
+
 def test_training_jobs_ask_for_a_gpu(workdir, first_run):
     result = snakemake(workdir, "-n", "--forcerun", "train_single_phase", "results/eval/mof/cnn/test.json")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
     job = out[out.index("rule train_single_phase:"):]
+    assert "gpu=1" in job[:job.index("Shell command")]
+    result = snakemake(workdir, "-n", "--forcerun", "train_multi_phase",
+                       "results/eval/multiphase/multilabel_cnn/test.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    job = out[out.index("rule train_multi_phase:"):]
     assert "gpu=1" in job[:job.index("Shell command")]
 
 

@@ -125,8 +125,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     summary = train_run(args.run, options["run"], args.train, args.val, args.out, preset=options["preset"],
                         train_dataset=args.dataset, train_overrides=options.get("train", {}),
                         device=options.get("device", "auto"), progress=not args.quiet)
-    log.info("%s: best val top-1 %.4f at epoch %d, %.0f s -> %s", args.run, summary["best_val_top1"],
-             summary["best_epoch"], summary["train_wall_s"], args.out)
+    if "best_val_micro_f1" in summary:
+        log.info("%s: best val micro-F1 %.4f at step %d, %.0f s -> %s", args.run, summary["best_val_micro_f1"],
+                 summary["best_step"], summary["train_wall_s"], args.out)
+    else:
+        log.info("%s: best val top-1 %.4f at epoch %d, %.0f s -> %s", args.run, summary["best_val_top1"],
+                 summary["best_epoch"], summary["train_wall_s"], args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -137,15 +141,41 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     metrics = evaluate_run(args.model, args.data, args.out, dataset=args.dataset, split=args.split,
                            device=args.options.get("device", "auto"))
-    log.info("%s on %s/%s: top-1 %.4f, top-5 %.4f (%d samples) -> %s.json", metrics["meta"]["run"], args.dataset,
-             args.split, metrics["top1"], metrics["top5"], metrics["n_samples"], args.out)
+    if "top1" in metrics:
+        log.info("%s on %s/%s: top-1 %.4f, top-5 %.4f (%d samples) -> %s.json", metrics["meta"]["run"], args.dataset,
+                 args.split, metrics["top1"], metrics["top5"], metrics["n_samples"], args.out)
+    else:
+        chosen = metrics.get("best_gate", metrics)
+        log.info("%s on %s/%s: micro-F1 %.4f at %.2f, cover@K* %.4f (%d samples) -> %s.json", metrics["meta"]["run"],
+                 args.dataset, args.split, chosen["micro_f1"], chosen["threshold"], chosen["cover@K*"],
+                 metrics["n_samples"], args.out)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from xrdbench.report.augmentations import plot_augmentations
+    if args.what == "augmentations":
+        from xrdbench.report.augmentations import plot_augmentations
 
-    plot_augmentations(args.bank, args.out, args.options)
-    log.info("figure -> %s", args.out)
+        if not args.bank:
+            raise XrdbenchError("report augmentations needs --bank")
+        plot_augmentations(args.bank, args.out, args.options)
+        written = [args.out]
+    elif args.what == "tables":
+        from xrdbench.report.tables import write_all_tables
+
+        written = write_all_tables(Path(args.results) / "eval", args.out)
+    else:
+        import torch
+
+        from xrdbench.report.figures import write_all_figures
+
+        torch.set_num_threads(args.threads)
+        options = args.options
+        written = write_all_figures(args.results, args.out, train_dataset=options.get("train_dataset", "mof"),
+                                    eval_dataset=options.get("eval_dataset", "mof"), split=options.get("split", "test"),
+                                    tsne_split=options.get("tsne_split", "train"),
+                                    tsne_n=options.get("tsne_samples", 3000), seed=options.get("seed", 0))
+    for path in written:
+        log.info("report -> %s", path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--out", required=True, help="the dataset split (.zarr directory)")
 
     train = stage("train", "train one benchmark run (model + options) on a dataset's train split", cmd_train)
-    train.add_argument("--run", required=True, help="run name (a key of single_phase.runs)")
+    train.add_argument("--run", required=True, help="run name (a key of single_phase.runs or multi_phase.runs)")
     train.add_argument("--dataset", required=True, help="the training dataset's name")
     train.add_argument("--train", required=True, help="the train split (.zarr)")
     train.add_argument("--val", required=True, help="the validation split (.zarr), which picks the best checkpoint")
@@ -210,16 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", required=True, help="the evaluation dataset's name")
     evaluate.add_argument("--split", required=True, help="the split's name (never train)")
     evaluate.add_argument("--data", required=True, help="the split (.zarr)")
-    evaluate.add_argument("--out", required=True, help="output prefix: PREFIX.json, .predictions.parquet, .confusion.csv")
+    evaluate.add_argument("--out", required=True, help="output prefix: PREFIX.json, .predictions.parquet "
+                          "(and .confusion.csv for single-phase runs)")
 
     from xrdbench.predict import add_predict_command
+    from xrdbench.regenerate import add_regenerate_command
 
     add_predict_command(commands)
+    add_regenerate_command(commands)
 
-    report = stage("report", "draw a report figure", cmd_report)
-    report.add_argument("figure", choices=["augmentations"], help="augmentations: a pattern after each effect")
-    report.add_argument("--bank", required=True, help="the bank to draw a sample from")
-    report.add_argument("--out", required=True, help="the figure (.png)")
+    report = stage("report", "write the report's tables or figures from the pipeline's outputs", cmd_report)
+    report.add_argument("what", choices=["augmentations", "tables", "figures"],
+                        help="augmentations: one pattern after each effect (needs --bank); tables: the papers' "
+                             "tables from results/eval; figures: the papers' figures from results/")
+    report.add_argument("--bank", help="the bank to draw a sample from (augmentations)")
+    report.add_argument("--results", default="results", help="the results directory (tables, figures)")
+    report.add_argument("--out", required=True, help="the figure (.png), or the output directory (tables, figures)")
     return parser
 
 

@@ -42,27 +42,49 @@ def check_config(config: dict) -> None:
     if not any(source["enabled"] for source in config["sources"].values()):
         raise ConfigError("sources: every source is disabled; enable at least one")
     check_single_phase(config)
+    check_multi_phase(config)
 
 
 def check_single_phase(config: dict) -> None:
-    """The benchmark's datasets and splits exist: train/val to train on, the evaluate splits to score."""
-    section = config.get("single_phase")
+    """The single-phase benchmark's datasets and splits exist."""
+    check_benchmark(config, "single_phase")
+
+
+def check_multi_phase(config: dict) -> None:
+    """The multi-phase benchmark's datasets and splits exist, and its run names are its own."""
+    check_benchmark(config, "multi_phase")
+    section = config.get("multi_phase")
+    if not section or not section["runs"]:
+        return
+    shared = sorted(set(section["runs"]) & set((config.get("single_phase") or {}).get("runs") or {}))
+    if shared:
+        raise ConfigError(f"multi_phase.runs.{shared[0]}: also a single_phase run name; "
+                          "the two benchmarks' run names must differ")
+    train = section["train"]
+    if train.get("warmup_steps", 0) > train.get("steps", 1_000_000):
+        raise ConfigError(f"multi_phase.train.warmup_steps: {train['warmup_steps']} is more than "
+                          f"multi_phase.train.steps ({train['steps']})")
+
+
+def check_benchmark(config: dict, name: str) -> None:
+    """A benchmark's datasets and splits exist: train/val to train on, the evaluate splits to score."""
+    section = config.get(name)
     if not section or not section["runs"]:
         return
     datasets = config.get("datasets", {})
     train = section["train_dataset"]
     if train not in datasets:
-        raise ConfigError(f"single_phase.train_dataset: {train!r} is not a dataset (defined: {sorted(datasets)})")
+        raise ConfigError(f"{name}.train_dataset: {train!r} is not a dataset (defined: {sorted(datasets)})")
     missing = [split for split in ("train", "val") if split not in datasets[train]["splits"]]
     if missing:
-        raise ConfigError(f"single_phase.train_dataset: dataset {train!r} has no {' or '.join(missing)} split")
-    for name, splits in section["evaluate"].items():
-        if name not in datasets:
-            raise ConfigError(f"single_phase.evaluate.{name}: not a dataset (defined: {sorted(datasets)})")
-        unknown = [split for split in splits if split not in datasets[name]["splits"]]
+        raise ConfigError(f"{name}.train_dataset: dataset {train!r} has no {' or '.join(missing)} split")
+    for dataset, splits in section["evaluate"].items():
+        if dataset not in datasets:
+            raise ConfigError(f"{name}.evaluate.{dataset}: not a dataset (defined: {sorted(datasets)})")
+        unknown = [split for split in splits if split not in datasets[dataset]["splits"]]
         if unknown:
-            raise ConfigError(f"single_phase.evaluate.{name}: dataset {name!r} has no split {unknown[0]!r} "
-                              f"(it has {sorted(datasets[name]['splits'])})")
+            raise ConfigError(f"{name}.evaluate.{dataset}: dataset {dataset!r} has no split {unknown[0]!r} "
+                              f"(it has {sorted(datasets[dataset]['splits'])})")
 
 
 def deep_merge(base: dict, override: dict) -> dict:

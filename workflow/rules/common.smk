@@ -2,6 +2,8 @@
 import json
 
 from xrdbench.config import dataset_options
+from xrdbench.report import figures as report_figures
+from xrdbench.report import tables as report_tables
 
 
 SOURCE_NAMES = ("coremof", "synthetic", "oqmd", "local")
@@ -73,19 +75,20 @@ def dataset_options_json(dataset):
     return json.dumps(dataset_options(config, dataset), sort_keys=True)
 
 
-def single_phase_run_pattern():
-    """The single-phase run names as a wildcard regex, so their rules never claim another benchmark's files."""
-    return "|".join(sorted(config["single_phase"]["runs"], key=len, reverse=True)) or "(?!)"
+def run_pattern(benchmark):
+    """A benchmark's run names as a wildcard regex, so its rules never claim another benchmark's files."""
+    return "|".join(sorted(config[benchmark]["runs"], key=len, reverse=True)) or "(?!)"
 
 
-def single_phase_run_json(run):
-    section = config["single_phase"]
+def run_json(benchmark, run):
+    section = config[benchmark]
     return json.dumps({"run": section["runs"][run], "preset": section["preset"], "train": section["train"],
                        "device": section["device"]}, sort_keys=True)
 
 
-def single_phase_evaluations():
-    section = config["single_phase"]
+def benchmark_evaluations(benchmark):
+    """results/eval/{dataset}/{run}/{split}.json of every run of a benchmark on each evaluate split."""
+    section = config[benchmark]
     if section["train_dataset"] not in config["datasets"]:
         return []
     enabled = {name for name, _ in enabled_datasets()}
@@ -93,9 +96,108 @@ def single_phase_evaluations():
             for dataset, splits in section["evaluate"].items() if dataset in enabled for split in splits]
 
 
+def benchmark_model_file(benchmark, name):
+    """The model directory file ``name`` of a run of ``benchmark``, as an input pattern with {run}."""
+    return f"results/models/{config[benchmark]['train_dataset']}/{{run}}/{name}"
+
+
+def single_phase_run_pattern():
+    return run_pattern("single_phase")
+
+
+def single_phase_run_json(run):
+    return run_json("single_phase", run)
+
+
+def single_phase_evaluations():
+    return benchmark_evaluations("single_phase")
+
+
+def multi_phase_run_pattern():
+    return run_pattern("multi_phase")
+
+
+def multi_phase_run_json(run):
+    return run_json("multi_phase", run)
+
+
+def multi_phase_evaluations():
+    return benchmark_evaluations("multi_phase")
+
+
 def all_outputs():
     splits = expand("results/splits/{source}.parquet", source=enabled_sources())
     banks = [f"results/banks/{source}/{grid}.zarr" for source, grid in enabled_banks()]
     datasets = [f"results/datasets/{name}/{split}.zarr" for name, split in enabled_datasets()]
     figures = ["results/reports/figures/augmentations.png"] if "multiphase" in config["datasets"] else []
-    return splits + banks + datasets + figures + single_phase_evaluations()
+    return splits + banks + datasets + figures + all_evaluations() + report_outputs()
+
+
+# ---------------------------------------------------------------- report
+
+
+def all_evaluations():
+    return single_phase_evaluations() + multi_phase_evaluations()
+
+
+def all_histories():
+    return [f"results/models/{config[benchmark]['train_dataset']}/{run}/history.csv"
+            for benchmark in ("single_phase", "multi_phase") if benchmark_evaluations(benchmark)
+            for run in config[benchmark]["runs"]]
+
+
+def _configured(benchmark, runs):
+    """Which of ``runs`` (run names the report knows) this config trains and evaluates."""
+    return [run for run in runs if run in config[benchmark]["runs"]] if benchmark_evaluations(benchmark) else []
+
+
+def expected_tables():
+    """The tables xrdbench.report.tables will write: those with at least one configured run."""
+    evaluate = config["single_phase"]["evaluate"]
+    models = _configured("single_phase", [run for run, _ in report_tables.MODELS])
+    names = []
+    if models and "mof" in evaluate:
+        names += ["single_phase_table1", "superclass_accuracy"]
+    if models and "inorganic" in evaluate:
+        names.append("single_phase_table2")
+    if len(_configured("single_phase", [run for run, _ in report_tables.ABLATIONS])) > 1 and "mof" in evaluate:
+        names.append("ablation")
+    if _configured("multi_phase", [run for run, _ in report_tables.MULTIPHASE_MODELS]):
+        names.append("multi_phase_table1")
+    return names
+
+
+def expected_table_csvs():
+    return [(name, f"results/reports/tables/{name}.csv") for name in expected_tables()]
+
+
+def expected_table_companions():
+    return [f"results/reports/tables/{name}.{ext}" for name in expected_tables() for ext in ("md", "tex", "caption.txt")]
+
+
+def expected_figures():
+    """The figures xrdbench.report.figures will draw from this config's runs, in its order."""
+    single = set(_configured("single_phase", config["single_phase"]["runs"]))
+    multi = set(_configured("multi_phase", config["multi_phase"]["runs"]))
+    table_models = single & {run for run, _ in report_tables.MODELS}
+    multi_models = multi & {run for run, _ in report_tables.MULTIPHASE_MODELS}
+    wanted = {
+        "mgda_losses": bool(single & {"xrdecoupler", "xrdecoupler_fixed_weights"}),
+        "spc_bars": bool(table_models) and config["report"]["split"] in config["single_phase"]["evaluate"].get("mof", []),
+        "tsne": "xrdecoupler" in single,
+        "confusion_family": bool(table_models) and config["report"]["split"] in config["single_phase"]["evaluate"].get("mof", []),
+        "val_f1_curves": bool(multi_models),
+        "slot_diversity": "phase_cluster_transformer" in multi,
+        "stratified": bool(multi_models),
+    }
+    return [name for name in report_figures.FIGURES if wanted[name]]
+
+
+def report_options_json():
+    return json.dumps({**config["report"], "train_dataset": config["single_phase"]["train_dataset"],
+                       "eval_dataset": "mof"}, sort_keys=True)
+
+
+def report_outputs():
+    tables = [path for _, path in expected_table_csvs()] + expected_table_companions()
+    return tables + [f"results/reports/figures/{name}.png" for name in expected_figures()]

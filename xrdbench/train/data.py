@@ -21,7 +21,8 @@ class ZarrBatches(Dataset):
     """Batches of ``x`` (float32), ``mask`` and targets from ``results/datasets/{dataset}/{split}.zarr``.
 
     Targets: ``space_group`` as a 0-based class (group − 1) of the first phase, every
-    superclass code stored in the split (−1 when K > 1), and the multi-hot ``y``.
+    superclass code stored in the split (−1 when K > 1), and the multi-hot ``y``; the
+    multi-phase metrics' strata also get ``k`` (phases per sample) and ``phase_weight``.
     """
 
     def __init__(self, path: str, batch_rows: int, tasks: tuple[str, ...] = ("space_group", *SUPERCLASSES)):
@@ -48,7 +49,8 @@ class ZarrBatches(Dataset):
             if self._store is None:
                 self._store = zarr.open_group(self.path, mode="r")
             rows = slice(chunk * self.chunk_rows, min((chunk + 1) * self.chunk_rows, self.n_rows))
-            names = ["x", "mask", "y", "phase_space_group"] + [t for t in self.tasks if t in SUPERCLASSES]
+            names = ["x", "mask", "y", "k", "phase_weight", "phase_space_group"]
+            names += [t for t in self.tasks if t in SUPERCLASSES]
             self._cached = (chunk, {name: self._store[name][rows] for name in names})
         return self._cached[1]
 
@@ -59,6 +61,8 @@ class ZarrBatches(Dataset):
         batch = {"x": torch.from_numpy(arrays["x"][rows].astype(np.float32)),
                  "mask": torch.from_numpy(arrays["mask"][rows].astype(np.float32)),
                  "y": torch.from_numpy(arrays["y"][rows].astype(np.float32)),
+                 "k": torch.from_numpy(arrays["k"][rows].astype(np.int64)),
+                 "phase_weight": torch.from_numpy(arrays["phase_weight"][rows].astype(np.float32)),
                  "index": torch.arange(index * self.batch_rows, index * self.batch_rows + len(arrays["x"][rows]))}
         targets = {"space_group": torch.from_numpy(arrays["phase_space_group"][rows, 0].astype(np.int64) - 1)}
         for task in self.tasks:
