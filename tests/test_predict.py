@@ -30,6 +30,7 @@ from xrdbench.predict import (
 from xrdbench.predict.patterns import MeasuredPattern
 from xrdbench.simulate.grids import Grid
 from xrdbench.symmetry import space_group_table
+from xrdbench.augment.normalize import dataset_normalization
 from xrdbench.train.checkpoint import write_spec
 
 CU, MO = 1.54056, 0.70930
@@ -177,28 +178,22 @@ def test_normalize_percentile_matches_training_convention():
     np.testing.assert_allclose(normalize_pattern(x, mask, {"method": "percentile", "q": 99.0}), expected, rtol=1e-6)
 
 
-def test_input_normalization_sources(tmp_path):
-    assert input_normalization({"kind": "single_phase", "dataset": "mof"})["value"] == 100.0
-    assert input_normalization({"kind": "multi_phase", "dataset": "multiphase"})["method"] == "percentile"
-    assert input_normalization({"kind": "single_phase", "dataset": "custom"})["method"] == "max"
-    assert input_normalization({"kind": "single_phase", "dataset": "custom", "dataset_kind": "single_phase"}) \
-        == {"method": "percentile", "q": 99.0, "dataset_kind": "single_phase", "source": "model.json dataset_kind"}
-    options = {"kind": "single_phase", "augment": {"normalize": True, "normalize_percentile": 95.0}}
-    assert input_normalization({"kind": "single_phase", "dataset_options": options})["q"] == 95.0
-    # The training store's options, found beside results/models.
-    import zarr
-
-    store = zarr.open_group(str(tmp_path / "results" / "datasets" / "custom" / "train.zarr"), mode="w")
-    store.attrs["options"] = {"kind": "mixture", "augment": {"normalize_percentile": 98.0}}
-    model_dir = tmp_path / "results" / "models" / "custom" / "run"
-    model_dir.mkdir(parents=True)
-    found = input_normalization({"kind": "single_phase", "dataset": "custom"}, model_dir)
-    assert found["method"] == "percentile" and found["q"] == 98.0 and "store" in found["source"]
+def test_input_normalization_is_what_training_recorded():
+    assert dataset_normalization({"kind": "clean"}) == {"method": "max", "value": 100.0}
+    assert dataset_normalization({"kind": "mixture", "augment": {"normalize_percentile": 98.0}}) == \
+        {"method": "percentile", "q": 98.0}
+    assert dataset_normalization({"kind": "single_phase", "augment": {"normalize": False}}) == \
+        {"method": "max", "value": 1.0}
+    recorded = {"method": "percentile", "q": 95.0}
+    assert input_normalization({"normalization": recorded}) == recorded
+    with pytest.raises(XrdbenchError, match="runs/cnn/model.json: no 'normalization'"):
+        input_normalization({"kind": "single_phase"}, "runs/cnn")
 
 
 def test_range_outside_grid_names_file_and_lines(tmp_path):
     spec = {"grid": {"name": "g", "two_theta_min_deg": 10.0, "two_theta_max_deg": 20.0, "n_bins": 100},
-            "kind": "single_phase", "dataset": "mof", "wavelength_angstrom": CU}
+            "kind": "single_phase", "dataset": "mof", "wavelength_angstrom": CU,
+            "normalization": {"method": "max", "value": 100.0}}
     path = tmp_path / "far.xy"
     path.write_text("# far away\n30 1\n31 2\n32 1\n")
     with pytest.raises(XrdbenchError) as error:
@@ -223,7 +218,8 @@ def model_dir(tmp_path_factory):
     spec = {"model": "cnn", "preset": "demo", "overrides": {}, "tasks": {"space_group": 230}, "kind": "single_phase",
             "grid": {"name": MODEL_GRID.name, "two_theta_min_deg": MODEL_GRID.two_theta_min_deg,
                      "two_theta_max_deg": MODEL_GRID.two_theta_max_deg, "n_bins": MODEL_GRID.n_bins},
-            "wavelength_angstrom": CU, "input_scale": 0.01, "dataset": "mof", "options": {}}
+            "wavelength_angstrom": CU, "input_scale": 0.01, "dataset": "mof",
+            "normalization": {"method": "max", "value": 100.0}}
     write_spec(directory, spec)
     torch.save({"model": model.state_dict(), "epoch": 0}, directory / "best.pt")
     return directory

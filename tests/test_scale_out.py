@@ -247,7 +247,7 @@ def test_paper_preset_is_the_published_setup(repo_config_workdir):
     assert {split: {key: spec[key] for key in ("materials", "n_samples")} for split, spec in multiphase["splits"].items()} \
         == published
     assert multiphase["source"] == "oqmd"
-    assert config["single_phase"]["preset"] == "paper" and config["single_phase"]["train"] == {"epochs": 200}
+    assert config["single_phase"]["preset"] == "paper" and config["single_phase"]["train"] == {"epochs": 200, "batch_rows": None, "lr": None}
     assert set(config["single_phase"]["runs"]) == set(schema["single_phase"]["properties"]["runs"]["default"])
     written = yaml.safe_load(PRESETS["paper"].read_text())["multi_phase"]
     assert written["preset"] == "paper"

@@ -164,6 +164,28 @@ def test_changing_split_options_reruns_only_splits(workdir, first_run):
     assert "label_structures" not in out and "fetch_structures" not in out
 
 
+def test_changing_a_report_option_reruns_only_the_report(workdir, first_run):
+    change = workdir / "tsne.yaml"
+    change.write_text(yaml.safe_dump({"report": {"tsne_samples": 5}}))
+    result = snakemake(workdir, "all", "-n", "--configfile", str(change))
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    jobs = out[out.index("Job stats"):].split("\n\n")[0]
+    assert "report_figures" in jobs
+    for rule in ("train_single_phase", "evaluate_single_phase", "build_dataset", "report_tables"):
+        assert rule not in jobs, jobs
+
+
+def test_report_tables_and_figures_are_written(workdir, first_run):
+    tables = workdir / "results/reports/tables"
+    for name in ("single_phase_table1", "single_phase_table2", "superclass_accuracy", "multi_phase_table1"):
+        for ext in ("md", "csv", "tex"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0
+    assert "XRDecoupler" in (tables / "single_phase_table1.md").read_text()
+    for name in ("spc_bars", "tsne", "confusion_family", "val_f1_curves", "slot_diversity", "stratified"):
+        assert (workdir / f"results/reports/figures/{name}.png").stat().st_size > 5_000
+
+
 def test_bad_config_fails_before_any_job_naming_the_key(workdir, first_run):
     bad = workdir / "bad.yaml"
     bad.write_text(yaml.safe_dump({"labels": {"occupancy": "sometimes"}}))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["masked_percentile", "percentile_normalize", "unit_max"]
+__all__ = ["CLEAN_SCALE", "dataset_normalization", "masked_percentile", "percentile_normalize", "unit_max"]
+
+#: The maximum of a clean dataset's ``x``: bank patterns are stick intensities 0–100 binned by maximum.
+CLEAN_SCALE = 100.0
 
 
 def unit_max(patterns: np.ndarray) -> np.ndarray:
@@ -67,3 +70,19 @@ def percentile_normalize(patterns: np.ndarray, mask: np.ndarray, q: float = 99.0
     """Rows divided by their masked q-th percentile; rows whose percentile is ≤ 0 are left as they are."""
     level = masked_percentile(patterns, mask, q)
     return patterns / np.where(level > 0, level, 1.0).astype(patterns.dtype)[:, None]
+
+
+def dataset_normalization(options: dict) -> dict:
+    """How a dataset's ``x`` is scaled, from its options (the ``options`` attribute of its stores).
+
+    ``clean``: the bank's sticks, strongest 100 → ``{"method": "max", "value": 100}``; augmented
+    kinds: the q-th percentile of the measured bins → ``{"method": "percentile", "q": q}``, or
+    with ``augment.normalize`` off the unit maximum → ``{"method": "max", "value": 1}``.
+    Trained models record it (``model.json``) so that ``xrdbench predict`` scales alike.
+    """
+    if options["kind"] == "clean":
+        return {"method": "max", "value": CLEAN_SCALE}
+    augment = options.get("augment", {})
+    if augment.get("normalize", True):
+        return {"method": "percentile", "q": float(augment.get("normalize_percentile", 99.0))}
+    return {"method": "max", "value": 1.0}

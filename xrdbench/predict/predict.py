@@ -55,7 +55,6 @@ from xrdbench.train.checkpoint import load_model, spec_grid
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CLEAN_SCALE",
     "add_predict_command",
     "format_predictions",
     "input_normalization",
@@ -67,88 +66,21 @@ __all__ = [
     "write_predictions",
 ]
 
-#: The maximum of a clean dataset's ``x``: bank patterns are stick intensities 0–100 binned by maximum.
-CLEAN_SCALE = 100.0
 N_SPACE_GROUPS = 230
 SLOT_GATE = 0.5
-#: Dataset kinds of the schema's named datasets, for when neither the spec nor the store says.
-_DEFAULT_DATASET_KINDS = {"mof": "clean", "mof_balanced": "clean", "inorganic": "clean", "multiphase": "mixture"}
 
 
 # ---------------------------------------------------------------- the input scale
 
 
-def _normalization_from_options(options: dict, source: str) -> dict:
-    if options.get("kind") == "clean":
-        return {"method": "max", "value": CLEAN_SCALE, "dataset_kind": "clean", "source": source}
-    augment = options.get("augment") or {}
-    if augment.get("normalize", True):
-        return {"method": "percentile", "q": float(augment.get("normalize_percentile", 99.0)),
-                "dataset_kind": options.get("kind"), "source": source}
-    # Unit maximum before the background, no final rescaling (normalize: false).
-    return {"method": "max", "value": 1.0, "dataset_kind": options.get("kind"), "source": source}
-
-
-def _dataset_store_options(spec: dict, model_dir) -> dict | None:
-    """The training split's options, from ``results/datasets/{dataset}/train.zarr`` beside ``results/models``."""
-    if model_dir is None or not isinstance(spec.get("dataset"), str):
-        return None
-    results = Path(model_dir).resolve().parent.parent.parent
-    for split in ("train", "val"):
-        store = results / "datasets" / spec["dataset"] / f"{split}.zarr"
-        if store.is_dir():
-            try:
-                import zarr
-
-                options = dict(zarr.open_group(str(store), mode="r").attrs).get("options")
-            except Exception as error:  # an unreadable store only loses the hint; the default below applies
-                log.warning("%s: cannot read its options (%s)", store, error)
-                continue
-            if isinstance(options, dict) and "kind" in options:
-                return options
-    return None
-
-
 def input_normalization(spec: dict, model_dir=None) -> dict:
-    """How to scale a pattern so that it looks like the model's training ``x``.
-
-    In order of precedence:
-
-    1. ``spec["normalization"]`` (a dict with ``method`` …) if the spec carries one;
-    2. the training dataset's options: ``spec["dataset_options"]``, or ``spec["dataset"]``
-       itself when it is a dict, or the ``options`` attribute of
-       ``results/datasets/{dataset}/train.zarr`` found three levels above ``model_dir``
-       (used only when its kind agrees with ``spec["dataset_kind"]``, if the spec has one);
-    3. ``spec["dataset_kind"]`` (as :mod:`xrdbench.train.runs` writes it), with the
-       augment options at their defaults (99th percentile);
-    4. the kind of the schema's named dataset (mof, mof_balanced, inorganic: clean;
-       multiphase: mixture); otherwise by model kind (single_phase: clean,
-       multi_phase: mixture).
-
-    Dataset kind ``clean`` → ``{"method": "max", "value": 100}`` (bank stick patterns,
-    strongest stick 100, binned by maximum); augmented kinds (``single_phase``,
-    ``mixture``) with ``augment.normalize`` (the default) → ``{"method": "percentile",
-    "q": augment.normalize_percentile (99)}``, else ``{"method": "max", "value": 1}``.
-    The result also says ``source``: where the choice came from.
-    """
-    if isinstance(spec.get("normalization"), dict):
-        return {"source": "model.json normalization", **spec["normalization"]}
-    if isinstance(spec.get("dataset_options"), dict) and "kind" in spec["dataset_options"]:
-        return _normalization_from_options(spec["dataset_options"], "model.json dataset_options")
-    if isinstance(spec.get("dataset"), dict) and "kind" in spec["dataset"]:
-        return _normalization_from_options(spec["dataset"], "model.json dataset")
-    options = _dataset_store_options(spec, model_dir)
-    if options is not None and options.get("kind") == spec.get("dataset_kind", options.get("kind")):
-        return _normalization_from_options(options, f"datasets/{spec['dataset']} store options")
-    if spec.get("dataset_kind"):  # written by xrdbench.train.runs; augment options then at their defaults
-        return _normalization_from_options({"kind": spec["dataset_kind"]}, "model.json dataset_kind")
-    name = spec.get("dataset") if isinstance(spec.get("dataset"), str) else None
-    if name in _DEFAULT_DATASET_KINDS:
-        kind, source = _DEFAULT_DATASET_KINDS[name], f"default kind of dataset {name!r}"
-    else:
-        kind = "mixture" if spec.get("kind") == "multi_phase" else "clean"
-        source = f"assumed from model kind {spec.get('kind')!r}"
-    return _normalization_from_options({"kind": kind}, source)
+    """How to scale a pattern so that it looks like the model's training ``x``: the
+    ``normalization`` its ``model.json`` recorded at training time
+    (:func:`xrdbench.augment.normalize.dataset_normalization`)."""
+    if not isinstance(spec.get("normalization"), dict):
+        where = f"{model_dir}/model.json" if model_dir is not None else "model.json"
+        raise XrdbenchError(f"{where}: no 'normalization' entry; retrain the model with this version of xrdbench")
+    return dict(spec["normalization"])
 
 
 # ---------------------------------------------------------------- one pattern → model input

@@ -20,6 +20,7 @@ import torch
 import zarr
 
 from xrdbench.atomic import write_bytes_atomic
+from xrdbench.augment.normalize import dataset_normalization
 from xrdbench.errors import ConfigError
 from xrdbench.models.registry import MODELS
 from xrdbench.provenance import machine_description
@@ -72,7 +73,8 @@ def run_spec(name: str, run: dict, *, preset: str, train_dataset: str, train_pat
             "overrides": dict(run.get("options", {})), "tasks": run_tasks(name, run),
             "grid": {key: attrs["grid"][key] for key in ("name", "two_theta_min_deg", "two_theta_max_deg", "n_bins")},
             "wavelength_angstrom": attrs["wavelength_angstrom"], "input_scale": options["input_scale"],
-            "dataset": train_dataset, "dataset_kind": attrs["options"]["kind"], "train": options}
+            "dataset": train_dataset, "dataset_kind": attrs["options"]["kind"],
+            "normalization": dataset_normalization(attrs["options"]), "train": options}
 
 
 def _rows(split_path) -> int:
