@@ -83,3 +83,15 @@ def test_schedules_follow_the_papers():
     assert lr_factor(99, mamba) == 1.0 and lr_factor(150, mamba) < 1.0 and lr_factor(199, mamba) < 0.01
     with pytest.raises(ConfigError, match="train.task_weighting"):
         train_options("mlp", {"task_weighting": "vote"})
+
+
+def test_bf16_autocast_trains_and_keeps_float32_weights(splits_on_disk, tmp_path):
+    model = _mlp()
+    history = train(model, splits_on_disk["train"], splits_on_disk["val"], tmp_path,
+                    train_options("mlp", {"epochs": 4, "batch_rows": 4, "lr": 3e-3, "precision": "bf16"}),
+                    device="cpu", progress=False)
+    assert np.isfinite(history["loss_space_group"]).all()
+    assert history["loss_space_group"].iloc[-1] < history["loss_space_group"].iloc[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ConfigError, match="train.precision"):
+        train_options("mlp", {"precision": "fp8"})

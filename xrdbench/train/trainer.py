@@ -55,7 +55,7 @@ PRESETS = {
     "xrdecoupler": dict(optimizer="adam", lr=1e-2, batch_rows=64, schedule="linear", final_lr_factor=0.002),
 }
 DEFAULTS = dict(epochs=200, weight_decay=0.0, final_lr_factor=1.0, grad_clip=5.0, seed=0, input_scale=0.01,
-                task_weighting="mgda", task_weights=None, beta=1.0, num_workers=0)
+                task_weighting="mgda", task_weights=None, beta=1.0, num_workers=0, precision="fp32")
 
 #: Multi-phase models and the objective each trains with.
 MULTI_PHASE_OBJECTIVES = {"multilabel_cnn": "presence", "multilabel_transformer": "presence",
@@ -64,7 +64,7 @@ MULTI_PHASE_OBJECTIVES = {"multilabel_cnn": "presence", "multilabel_transformer"
 #: ``multi_phase.train`` defaults are these values.
 MULTI_PHASE_DEFAULTS = dict(steps=1_000_000, warmup_steps=4000, eval_every=2000, optimizer="adamw", lr=1e-4,
                             weight_decay=1e-2, batch_rows=256, schedule="warmup_cosine", final_lr_factor=0.0,
-                            grad_clip=1.0, seed=0, input_scale=1.0, num_workers=0)
+                            grad_clip=1.0, seed=0, input_scale=1.0, num_workers=0, precision="fp32")
 
 
 def train_options(model_name: str, overrides: dict) -> dict:
@@ -74,6 +74,8 @@ def train_options(model_name: str, overrides: dict) -> dict:
     else:
         options = dict(DEFAULTS, **PRESETS.get(model_name, {}))
     options.update({key: value for key, value in overrides.items() if value is not None})
+    if options["precision"] not in ("fp32", "bf16"):
+        raise ConfigError(f"train.precision must be fp32 or bf16, got {options['precision']!r}")
     if "objective" in options:
         if options["objective"] not in OBJECTIVES:
             raise ConfigError(f"train.objective must be one of {sorted(OBJECTIVES)}, got {options['objective']!r}")
@@ -275,7 +277,9 @@ def _period(model, objective, batches, options, optimizer, scheduler, device, bu
         if len(batch["x"]) <= 1:
             continue
         optimizer.zero_grad(set_to_none=True)
-        records.append(objective.backward(model, batch, options, device))
+        # bf16 autocast (recent GPUs): the forward in bfloat16, the weights and optimiser in float32.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options["precision"] == "bf16"):
+            records.append(objective.backward(model, batch, options, device))
         torch.nn.utils.clip_grad_norm_(model.parameters(), options["grad_clip"])
         optimizer.step()
         steps += 1
