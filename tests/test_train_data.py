@@ -37,8 +37,22 @@ def test_batches_cover_every_row_once_in_workers(split_store):
     store = zarr.open_group(str(split_store), mode="r")
     for batch in DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0):
         rows = batch["index"].numpy()
-        np.testing.assert_array_equal(batch["x"].numpy(), store["x"][rows[0]:rows[-1] + 1])
-        assert (batch["targets"]["space_group"].numpy() + 1 == store["phase_space_group"][rows[0]:rows[-1] + 1, 0]).all()
+        np.testing.assert_array_equal(batch["x"].numpy(), store["x"][:][rows])
+        assert (batch["targets"]["space_group"].numpy() + 1 == store["phase_space_group"][:][rows, 0]).all()
+        assert len(set(rows // dataset.chunk_rows)) == 1, "a batch never straddles two chunks"
+
+
+def test_epochs_deal_rows_into_new_batches(split_store):
+    dataset = ZarrBatches(split_store, batch_rows=4)
+    sampler = ChunkShuffleSampler(dataset, seed=1)
+    batches = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        batches.append({frozenset(dataset[key]["index"].tolist()) for key in sampler})
+    assert batches[0] != batches[1]
+    unshuffled = ChunkShuffleSampler(dataset, seed=1, shuffle=False)
+    assert [dataset[key]["index"].tolist() for key in unshuffled] == [list(range(i, min(i + 4, 30)))
+                                                                      for i in range(0, 30, 4)]
 
 
 def test_order_depends_only_on_seed_and_epoch(split_store):
@@ -48,7 +62,7 @@ def test_order_depends_only_on_seed_and_epoch(split_store):
     assert list(other) != list(again)
     first.set_epoch(1)
     assert list(first) != list(again)
-    chunks = [index // dataset.batches_per_chunk for index in again]
+    chunks = [index // dataset.batches_per_chunk for index, _ in again]
     runs = [chunk for j, chunk in enumerate(chunks) if j == 0 or chunk != chunks[j - 1]]
     assert len(runs) == len(set(runs)), "each chunk's batches come together"
 

@@ -4,7 +4,9 @@ Each item is a whole batch: rows ``[i·b, (i+1)·b)`` with ``b`` dividing the st
 chunk size, so a batch never straddles two zarr chunks and one chunk decompression
 serves ``chunk_rows / b`` consecutive batches. The store is opened lazily, inside
 each DataLoader worker process (zarr handles must not cross a fork or a pickle).
-Use it with ``batch_size=None`` and :class:`ChunkShuffleSampler`.
+Use it with ``batch_size=None`` and :class:`ChunkShuffleSampler`, whose keys
+``(batch, epoch)`` also shuffle the rows inside each chunk, so that batches are not
+the same groups of rows every epoch.
 """
 
 from __future__ import annotations
@@ -54,16 +56,22 @@ class ZarrBatches(Dataset):
             self._cached = (chunk, {name: self._store[name][rows] for name in names})
         return self._cached[1]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+        """Batch ``key``: an index, in store order; or ``(index, (seed, epoch))``, whose rows are
+        drawn from the index's chunk in an order fixed by (seed, epoch, chunk)."""
+        index, shuffle = key if isinstance(key, tuple) else (key, None)
         chunk, position = divmod(index, self.batches_per_chunk)
         arrays = self._chunk(chunk)
-        rows = slice(position * self.batch_rows, (position + 1) * self.batch_rows)
+        rows = np.arange(position * self.batch_rows, min((position + 1) * self.batch_rows, len(arrays["x"])))
+        if shuffle is not None:
+            order = np.random.default_rng([*shuffle, chunk]).permutation(len(arrays["x"]))
+            rows = order[rows]
         batch = {"x": torch.from_numpy(arrays["x"][rows].astype(np.float32)),
                  "mask": torch.from_numpy(arrays["mask"][rows].astype(np.float32)),
                  "y": torch.from_numpy(arrays["y"][rows].astype(np.float32)),
                  "k": torch.from_numpy(arrays["k"][rows].astype(np.int64)),
                  "phase_weight": torch.from_numpy(arrays["phase_weight"][rows].astype(np.float32)),
-                 "index": torch.arange(index * self.batch_rows, index * self.batch_rows + len(arrays["x"][rows]))}
+                 "index": torch.from_numpy(chunk * self.chunk_rows + rows)}
         targets = {"space_group": torch.from_numpy(arrays["phase_space_group"][rows, 0].astype(np.int64) - 1)}
         for task in self.tasks:
             if task in SUPERCLASSES:
@@ -72,11 +80,12 @@ class ZarrBatches(Dataset):
         return batch
 
 
-class ChunkShuffleSampler(Sampler[int]):
-    """Batch indices with the chunks in a seeded random order and each chunk's batches together.
+class ChunkShuffleSampler(Sampler):
+    """Batch keys with the chunks in a seeded random order and each chunk's batches together.
 
     Keeps the one-chunk cache of :class:`ZarrBatches` hot while still shuffling the
-    data between epochs; the order depends only on (seed, epoch).
+    data between epochs: shuffled keys are ``(index, (seed, epoch))``, which also deal
+    each chunk's rows into new batches. The order depends only on (seed, epoch).
     """
 
     def __init__(self, dataset: ZarrBatches, seed: int, shuffle: bool = True):
@@ -95,4 +104,4 @@ class ChunkShuffleSampler(Sampler[int]):
             else np.arange(n_chunks)
         for chunk in order:
             for index in range(chunk * self.per_chunk, min((chunk + 1) * self.per_chunk, self.n_batches)):
-                yield int(index)
+                yield (int(index), (self.seed, self.epoch)) if self.shuffle else int(index)
