@@ -8,7 +8,10 @@ mixture on the grid (:func:`zero_shift`) is equivalent up to the linear interpol
 and the (negligible, ≤ 0.06°) change of the phase widths' angle dependence.
 
 Instrument resolution is a Gaussian whose FWHM follows Caglioti,
-``FWHM² = U tan²θ + V tanθ + W`` (deg²), applied to the mixture only.
+``FWHM² = U tan²θ + V tanθ + W`` (deg²), one function per sample, the same for all its
+phases. The pipeline folds it into the phases' profiles
+(:func:`~xrdbench.augment.broadening.phase_fwhm_eta`), which equals convolving the
+mixture; :func:`instrument_broadening` convolves a dense pattern with it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ Order, as the latent-phase paper (Appendix A §1.1), each step skippable by its 
 4. phase broadening: TCH pseudo-Voigt per phase (:func:`broadening.broaden_phases`);
    switched off, sticks are summed into their bins;
 5. mixing: convex combination with the sampled weights;
-6. instrument broadening: Gaussian Caglioti on the mixture;
+6. instrument broadening: the sample's Gaussian Caglioti function. Convolving the mixture
+   with it equals convolving each phase, and a Gaussian convolved into a Voigt only adds
+   to its Gaussian FWHM², so it is folded into step 4's profiles (one convolution pass
+   instead of two; with phase broadening off, the sticks get the instrument's Gaussian alone);
 7. scale the mixture to a maximum of 1 (the scale the background constants refer to);
 8. window mask; background (multiplicative baseline, additive floor); noise, clipped at 0;
    unmeasured bins set to 0;
@@ -32,7 +35,7 @@ import numpy as np
 
 from xrdbench.augment.background import add_background
 from xrdbench.augment.broadening import broaden_phases
-from xrdbench.augment.instrument import instrument_broadening, shift_sticks
+from xrdbench.augment.instrument import shift_sticks
 from xrdbench.augment.mixing import mix
 from xrdbench.augment.noise import add_noise
 from xrdbench.augment.normalize import percentile_normalize, unit_max
@@ -84,15 +87,19 @@ def augment_batch(sticks, params: Mapping, grid: Grid, options: Mapping | None =
             chebyshev_order=opts["orientation_chebyshev_order"], clip=opts["orientation_clip"])
     if opts["zero_shift"]:
         two_theta = shift_sticks(two_theta, params["zero_shift_deg"][sample][stick_phase])
+    caglioti_uvw = None
+    if opts["instrument_broadening"]:
+        caglioti_uvw = [params[f"caglioti_{name}"][sample] for name in "uvw"]
     if opts["phase_broadening"]:
         phases = broaden_phases(stick_offsets, two_theta, intensity, grid, params["strain"][sample, slot],
-                                params["size_nm"][sample, slot], opts["wavelength_angstrom"])
+                                params["size_nm"][sample, slot], opts["wavelength_angstrom"],
+                                caglioti_uvw=caglioti_uvw)
+    elif caglioti_uvw is not None:
+        phases = broaden_phases(stick_offsets, two_theta, intensity, grid, np.zeros(len(sample)),
+                                np.full(len(sample), np.inf), opts["wavelength_angstrom"], caglioti_uvw=caglioti_uvw)
     else:
         phases = render_stick_lists(stick_offsets, two_theta, intensity, grid, rule="sum")
     x = mix(np.asarray(phases, dtype=np.float32), params["weight"][sample, slot], sample, n_samples)
-
-    if opts["instrument_broadening"]:
-        x = instrument_broadening(x, params["caglioti_u"], params["caglioti_v"], params["caglioti_w"], grid)
     x = unit_max(np.asarray(x, dtype=np.float32))
     if opts["window"]:
         mask = window_mask(params["window_lo_deg"], params["window_hi_deg"], grid)

@@ -48,9 +48,12 @@ def tch_fwhm(gamma_g, gamma_l):
     ) ** 0.2
 
 
-def tch_eta(gamma_g, gamma_l):
-    """Lorentzian fraction η of the TCH pseudo-Voigt; 0 for a pure Gaussian, 1.0 for a pure Lorentzian."""
-    total = tch_fwhm(gamma_g, gamma_l)
+def tch_eta(gamma_g, gamma_l, total_fwhm=None):
+    """Lorentzian fraction η of the TCH pseudo-Voigt; 0 for a pure Gaussian, 1.0 for a pure Lorentzian.
+
+    ``total_fwhm``: :func:`tch_fwhm` of the same widths, when the caller has it already.
+    """
+    total = tch_fwhm(gamma_g, gamma_l) if total_fwhm is None else np.asarray(total_fwhm, dtype=np.float64)
     # Γ = 0 only when both parts vanish: call that a Gaussian (η = 0), a delta either way.
     q = np.divide(np.asarray(gamma_l, dtype=np.float64), total, out=np.zeros_like(total), where=total > 0)
     return 1.36603 * q - 0.47719 * q**2 + 0.11116 * q**3
