@@ -55,7 +55,8 @@ PRESETS = {
     "xrdecoupler": dict(optimizer="adam", lr=1e-2, batch_rows=64, schedule="linear", final_lr_factor=0.002),
 }
 DEFAULTS = dict(epochs=200, weight_decay=0.0, final_lr_factor=1.0, grad_clip=5.0, seed=0, input_scale=0.01,
-                task_weighting="mgda", task_weights=None, beta=1.0, num_workers=0, precision="fp32")
+                task_weighting="mgda", task_weights=None, beta=1.0, num_workers=0, precision="fp32",
+                augment_on_the_fly=None, augment_bank=None)
 
 #: Multi-phase models and the objective each trains with.
 MULTI_PHASE_OBJECTIVES = {"multilabel_cnn": "presence", "multilabel_transformer": "presence",
@@ -64,7 +65,8 @@ MULTI_PHASE_OBJECTIVES = {"multilabel_cnn": "presence", "multilabel_transformer"
 #: ``multi_phase.train`` defaults are these values.
 MULTI_PHASE_DEFAULTS = dict(steps=1_000_000, warmup_steps=4000, eval_every=2000, optimizer="adamw", lr=1e-4,
                             weight_decay=1e-2, batch_rows=256, schedule="warmup_cosine", final_lr_factor=0.0,
-                            grad_clip=1.0, seed=0, input_scale=1.0, num_workers=0, precision="fp32")
+                            grad_clip=1.0, seed=0, input_scale=1.0, num_workers=0, precision="fp32",
+                            augment_on_the_fly=None, augment_bank=None)
 
 
 def train_options(model_name: str, overrides: dict) -> dict:
@@ -122,16 +124,30 @@ def task_losses(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor
 
 
 def batch_loader(path, batch_rows: int, *, shuffle: bool = False, seed: int = 0, tasks=("space_group",),
-                 num_workers: int = 0):
-    """A DataLoader of chunk-aligned batches of a dataset split, and its sampler."""
-    dataset = ZarrBatches(path, batch_rows=batch_rows, tasks=tuple(tasks))
+                 num_workers: int = 0, augment=None, bank=None):
+    """A DataLoader of chunk-aligned batches of a dataset split, and its sampler.
+
+    ``augment`` (the option ``augment_on_the_fly``: ``True`` or a mapping of augment options) serves
+    the split's samples re-augmented from the bank (``bank``, or found next to the split) per (sample,
+    epoch, seed), in the loader's worker processes (:class:`~xrdbench.train.on_the_fly.OnTheFlyBatches`).
+    """
+    if augment is None or augment is False:
+        dataset = ZarrBatches(path, batch_rows=batch_rows, tasks=tuple(tasks))
+    else:
+        from xrdbench.train.on_the_fly import OnTheFlyBatches
+
+        dataset = OnTheFlyBatches(path, batch_rows=batch_rows, tasks=tuple(tasks), augment=augment, bank=bank,
+                                  seed=seed)
     sampler = ChunkShuffleSampler(dataset, seed=seed, shuffle=shuffle)
     return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers), sampler
 
 
 def _loader(path, options, shuffle: bool, seed: int, tasks):
+    """The train loader (``shuffle``: re-augmented on the fly when the options ask for it) or a val loader."""
+    augment = options.get("augment_on_the_fly") if shuffle else None
     return batch_loader(path, options["batch_rows"], shuffle=shuffle, seed=seed, tasks=tasks,
-                        num_workers=options["num_workers"])
+                        num_workers=options.get("num_workers", 0), augment=augment,
+                        bank=options.get("augment_bank"))
 
 
 # ---------------------------------------------------------------- objectives, by model kind
@@ -265,7 +281,8 @@ def validate(model, loader, options, device) -> dict[str, float]:
 def _batches(dataset, sampler, options, epoch: int, offset: int) -> DataLoader:
     """The batches of data epoch ``epoch`` from position ``offset`` on (a resumed run starts mid-epoch)."""
     sampler.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=None, sampler=list(sampler)[offset:], num_workers=options["num_workers"])
+    return DataLoader(dataset, batch_size=None, sampler=list(sampler)[offset:],
+                      num_workers=options.get("num_workers", 0))
 
 
 def _period(model, objective, batches, options, optimizer, scheduler, device, budget: int | None):
