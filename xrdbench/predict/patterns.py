@@ -22,13 +22,36 @@ Resampling (:func:`resample_to_grid`)
     width, within 0.1 %), each bin takes the curve's value at its centre (linear interpolation):
     a coarse profile carries no information between its points, and a pattern given
     on the grid's own centres is reproduced exactly. When the measurement is finer
-    (median step < 0.999 × bin width), each bin takes the curve's *mean over the bin*
-    (the exact integral of the linear interpolant divided by the covered width):
-    this is what a detector with the model's bin width would have recorded; it uses
-    every measured point, averages noise down, and does not alias (point-sampling
-    a fine profile at the centres would drop the points between them and can miss a
-    sharp peak's maximum). Bins whose centre lies outside the measured range are
-    unmeasured: value 0 and mask 0, as the training window mask does.
+    (median step < 0.999 × bin width), each bin summarises the points it holds, by
+    the rule that made the model's training patterns (``fine``):
+
+    - ``"max"``, for models trained on clean patterns (a bank's sticks binned onto the
+      grid by rule ``max``: each bin keeps its strongest stick): each bin takes the
+      largest measured point whose 2θ lies in it, i.e. the measured points are binned
+      exactly as the training sticks were: sticks measured on points that nest in the
+      grid's bins give back the training pattern exactly; otherwise a line within half
+      a step of a bin edge may land in the neighbouring bin, which no resampling can
+      tell from the file. The bin mean would not be the training
+      transform: it dilutes a sharp line by the ratio of step to bin width, sums two
+      lines that share a bin (where the training patterns keep the stronger), and
+      splits a line between two bins, so the relative intensities the model saw in
+      training are lost. (For isolated lines inside their bins the mean is the maximum
+      times step / bin width, which the ``max`` scaling undoes; lines that share a bin or
+      sit near an edge are what it gets wrong, and a MOF pattern has hundreds of them.)
+      A measured bin that holds no point (a local gap in the measurement) takes the
+      curve's value at its centre. Noise is not averaged down: the bin keeps its highest
+      excursion, as it keeps its strongest line; such a model has never seen noise.
+    - ``"average"``, for models trained on augmented patterns (continuous profiles:
+      broadened peaks, background, noise, percentile-normalised): each bin takes the
+      curve's *mean over the bin* (the exact integral of the linear interpolant divided
+      by the covered width): this is what a detector with the model's bin width would
+      have recorded; it uses every measured point, averages noise down, and does not
+      alias (point-sampling a fine profile at the centres would drop the points
+      between them and can miss a sharp peak's maximum).
+
+    :func:`xrdbench.predict.predict.resampling_rule` picks ``fine`` from the model's
+    ``model.json``. Bins whose centre lies outside the measured range are unmeasured:
+    value 0 and mask 0, as the training window mask does.
 
 Scaling (:func:`normalize_pattern`)
     To the scale of the training dataset's ``x`` (see
@@ -54,12 +77,14 @@ from xrdbench.simulate.grids import Grid
 
 __all__ = [
     "COMMENT_CHARS",
+    "FINE_RULES",
     "MeasuredPattern",
     "convert_wavelength",
     "normalize_pattern",
     "parse_pattern_text",
     "read_pattern",
     "resample_to_grid",
+    "resampling_method",
 ]
 
 COMMENT_CHARS = ("#", "!", ";")
@@ -172,22 +197,49 @@ def _curve_integral(x: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndarray:
     return cumulative[segment] + y[segment] * dt + 0.5 * slope[segment] * dt * dt
 
 
-def resample_to_grid(two_theta_deg, intensity, grid: Grid, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+FINE_RULES = ("average", "max")
+
+
+def _bin_max(x: np.ndarray, y: np.ndarray, grid: Grid, measured: np.ndarray) -> np.ndarray:
+    """Per measured bin, the largest ``y`` among the points whose ``x`` lies in it (the render rule ``max``);
+    measured bins holding no point take the linear interpolant at their centre."""
+    column = grid.bin_index(x)
+    inside = column >= 0
+    out = np.full(grid.n_bins, -np.inf)
+    np.maximum.at(out, column[inside], y[inside])
+    empty = measured & np.isneginf(out)
+    out[empty] = np.interp(grid.two_theta_deg[empty], x, y)
+    return np.where(measured, out, 0.0)
+
+
+def resampling_method(two_theta_deg, grid: Grid, fine: str = "average") -> str:
+    """What ``method="auto"`` of :func:`resample_to_grid` does with these 2θ: ``fine`` when the median
+    step is below ``grid``'s bin width by more than 0.1 %, else ``"interpolate"``."""
+    if fine not in FINE_RULES:
+        raise ValueError(f"fine must be one of {FINE_RULES}, got {fine!r}")
+    # The tolerance keeps a pattern written on the grid's own centres (rounded in the file) interpolated.
+    step = np.median(np.diff(np.asarray(two_theta_deg, dtype=np.float64)))
+    return fine if step < grid.bin_width_deg * (1 - 1e-3) else "interpolate"
+
+
+def resample_to_grid(two_theta_deg, intensity, grid: Grid, method: str = "auto",
+                     fine: str = "average") -> tuple[np.ndarray, np.ndarray]:
     """``(x float32 (L,), mask uint8 (L,))``: a measured profile on ``grid``'s bins.
 
     ``method``: ``"interpolate"`` (linear, at the bin centres), ``"average"`` (mean of the
-    linear interpolant over each bin, clipped to the measured range) or ``"auto"``:
-    average when the median measured step is below the bin width (by more than 0.1 %),
-    interpolate otherwise (the module docstring says why). Bins whose centre lies outside
-    ``[two_theta_deg[0], two_theta_deg[-1]]`` get 0 and mask 0.
+    linear interpolant over each bin, clipped to the measured range), ``"max"`` (the
+    largest measured point in each bin, as sticks are binned by the render rule ``max``)
+    or ``"auto"``: ``fine`` (``"average"`` or ``"max"``) when the median measured step is
+    below the bin width (by more than 0.1 %), interpolate otherwise (the module docstring
+    says why). Bins whose centre lies outside ``[two_theta_deg[0], two_theta_deg[-1]]``
+    get 0 and mask 0.
     """
     x = np.asarray(two_theta_deg, dtype=np.float64)
     y = np.asarray(intensity, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape or len(x) < 2 or np.any(np.diff(x) <= 0):
         raise ValueError("two_theta_deg and intensity must be 1-D, of equal length ≥ 2, with 2θ strictly increasing")
     if method == "auto":
-        # The tolerance keeps a pattern written on the grid's own centres (rounded in the file) interpolated.
-        method = "average" if np.median(np.diff(x)) < grid.bin_width_deg * (1 - 1e-3) else "interpolate"
+        method = resampling_method(x, grid, fine)
     centres = grid.two_theta_deg
     measured = (centres >= x[0]) & (centres <= x[-1])
     out = np.zeros(grid.n_bins, dtype=np.float64)
@@ -198,8 +250,10 @@ def resample_to_grid(two_theta_deg, intensity, grid: Grid, method: str = "auto")
         hi = np.clip(grid.bin_edges_deg[1:][measured], x[0], x[-1])
         # hi > lo for every measured bin: its centre lies inside [x0, x_last] and x0 < x_last.
         out[measured] = (_curve_integral(x, y, hi) - _curve_integral(x, y, lo)) / (hi - lo)
+    elif method == "max":
+        out = _bin_max(x, y, grid, measured)
     else:
-        raise ValueError(f"method must be 'auto', 'interpolate' or 'average', got {method!r}")
+        raise ValueError(f"method must be 'auto', 'interpolate', 'average' or 'max', got {method!r}")
     return out.astype(np.float32), measured.astype(np.uint8)
 
 

@@ -2,8 +2,9 @@
 
 Steps per pattern: read it (:func:`~xrdbench.predict.patterns.read_pattern`); convert
 its 2θ to the model's wavelength when the measured one is given and differs; resample
-it onto the model's grid, unmeasured bins masked; scale it like the training dataset's
-``x`` (:func:`input_normalization`); multiply by the spec's ``input_scale``, as the
+it onto the model's grid, unmeasured bins masked, a finer measurement binned by the rule
+that made the training patterns (:func:`resampling_rule`); scale it like the training
+dataset's ``x`` (:func:`input_normalization`); multiply by the spec's ``input_scale``, as the
 trainer does; forward.
 
 Outputs, one dict per pattern (:func:`predict_patterns`):
@@ -23,7 +24,7 @@ Outputs, one dict per pattern (:func:`predict_patterns`):
   convention of :mod:`xrdbench.evaluate.multi_phase`).
 
 Every result also records the pattern file, its points in use, the measured fraction
-of the grid and the normalization applied.
+of the grid, the resampling method and the normalization applied.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import pandas as pd
 import torch
 
 from xrdbench.atomic import write_bytes_atomic
+from xrdbench.augment.normalize import CLEAN_SCALE
 from xrdbench.errors import XrdbenchError
 from xrdbench.evaluate.single_phase import ranked_space_groups, softmax
 from xrdbench.predict.patterns import (
@@ -48,6 +50,7 @@ from xrdbench.predict.patterns import (
     normalize_pattern,
     read_pattern,
     resample_to_grid,
+    resampling_method,
 )
 from xrdbench.symmetry.tables import SUPERCLASSES, space_group_table, superclass_index
 from xrdbench.train.checkpoint import load_model, spec_grid
@@ -62,6 +65,7 @@ __all__ = [
     "predict_patterns",
     "predictions_frame",
     "prepare_input",
+    "resampling_rule",
     "run_predict",
     "write_predictions",
 ]
@@ -83,6 +87,26 @@ def input_normalization(spec: dict, model_dir=None) -> dict:
     return dict(spec["normalization"])
 
 
+def resampling_rule(spec: dict, normalization: dict | None = None) -> str:
+    """How a measurement finer than the model's grid is binned onto it: like the training ``x``.
+
+    ``"max"`` when the model was trained on a clean dataset (``dataset_kind`` ``clean``; a
+    ``model.json`` without that key: the clean normalization, ``{"method": "max", "value":
+    100}``): its ``x`` are a bank's sticks binned by the render rule ``max``, so each bin
+    keeps its strongest measured point. ``model.json`` does not record the bank's render
+    rule; ``max`` is the only one the shipped configs use, and a ``render_rule`` key, if
+    present, is honoured (``sum`` falls back to the bin mean). Augmented datasets
+    (continuous profiles) give ``"average"``, the bin mean. See
+    :mod:`xrdbench.predict.patterns`.
+    """
+    normalization = normalization if normalization is not None else spec.get("normalization")
+    if "dataset_kind" in spec:
+        clean = spec["dataset_kind"] == "clean"
+    else:
+        clean = normalization == {"method": "max", "value": CLEAN_SCALE}
+    return "max" if clean and spec.get("render_rule", "max") == "max" else "average"
+
+
 # ---------------------------------------------------------------- one pattern → model input
 
 
@@ -91,7 +115,8 @@ def prepare_input(pattern: MeasuredPattern, spec: dict, *, wavelength_angstrom: 
     """``(x (L,) float32 on the training scale, before input_scale; mask (L,) uint8; info)``.
 
     ``info`` holds ``n_points`` (points in use after the wavelength conversion),
-    ``measured_fraction`` of the grid and the ``normalization``.
+    ``measured_fraction`` of the grid, the ``resampling`` method (``interpolate``,
+    ``average`` or ``max``, see :func:`resampling_rule`) and the ``normalization``.
     """
     grid = spec_grid(spec)
     two_theta, intensity, lines = pattern.two_theta_deg, pattern.intensity, pattern.lines
@@ -116,12 +141,13 @@ def prepare_input(pattern: MeasuredPattern, spec: dict, *, wavelength_angstrom: 
             f"{pattern.path}, {used.line_range()}: the measured range 2θ {two_theta[0]:g}–{two_theta[-1]:g}° "
             f"covers no bin of the model's grid {grid.two_theta_min_deg:g}–{grid.two_theta_max_deg:g}° "
             f"({grid.n_bins} bins)" + (f" at {model_wavelength} Å" if model_wavelength else ""))
-    x, mask = resample_to_grid(two_theta, intensity, grid)
     normalization = normalization or input_normalization(spec)
+    method = resampling_method(two_theta, grid, resampling_rule(spec, normalization))
+    x, mask = resample_to_grid(two_theta, intensity, grid, method=method)
     x = normalize_pattern(x, mask, normalization)
     info = {"n_points": int(len(two_theta)), "measured_fraction": float(mask.mean()),
             "two_theta_min_deg": float(two_theta[0]), "two_theta_max_deg": float(two_theta[-1]),
-            "normalization": normalization}
+            "resampling": method, "normalization": normalization}
     return x, mask, info
 
 
