@@ -81,9 +81,13 @@ def run_pattern(benchmark):
 
 
 def run_json(benchmark, run):
+    """The train command's options: the run, the preset, and the trainer options of every run
+    overlaid with those of the run's model (``model_train``); the run's own ``train`` wins in the trainer."""
     section = config[benchmark]
-    return json.dumps({"run": section["runs"][run], "preset": section["preset"], "train": section["train"],
-                       "device": section["device"]}, sort_keys=True)
+    spec = section["runs"][run]
+    train = {**section["train"], **section.get("model_train", {}).get(spec["model"], {})}
+    return json.dumps({"run": spec, "preset": section["preset"], "train": train, "device": section["device"]},
+                      sort_keys=True)
 
 
 def benchmark_evaluations(benchmark):

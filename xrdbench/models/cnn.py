@@ -11,9 +11,9 @@ the size is found by a dry run so any long-enough grid works — and go through
 the head Linear→2300, ReLU, Dropout 0.5; Linear→1150, ReLU, Dropout 0.5;
 Linear→classes.
 
-The demo preset has 16 channels, a 256/128 head and kernels 25/13/7 with
-strides 5/3/2, so it fits grids of about 2,000 points; the paper kernels need
-more than about 2,700. Single head: only ``tasks["space_group"]`` is used;
+The demo preset has 16 channels, a 256/128 head and kernels 9/5/3 with
+strides 2/2/1, so it fits grids from about 300 points (the default config's
+340); the paper kernels need more than about 2,700. Single head: only ``tasks["space_group"]`` is used;
 other tasks are ignored.
 """
 
@@ -36,7 +36,7 @@ class _SalgadoCNN(nn.Module):
     PRESETS = {
         "paper": {"channels": 80, "kernels": (100, 50, 25), "strides": (5, 5, 2), "conv_dropout": 0.3,
                   "head": (2300, 1150), "head_dropout": 0.5},
-        "demo": {"channels": 16, "kernels": (25, 13, 7), "strides": (5, 3, 2), "conv_dropout": 0.3,
+        "demo": {"channels": 16, "kernels": (9, 5, 3), "strides": (2, 2, 1), "conv_dropout": 0.3,
                  "head": (256, 128), "head_dropout": 0.5},
     }
     # (kernel, stride) of the average pool after each convolution, for CNN
