@@ -267,12 +267,13 @@ def test_medium_preset_sits_between_default_and_paper(repo_config_workdir):
     default, medium, paper = (resolved_config(repo_config_workdir, []), resolved("medium", repo_config_workdir),
                               resolved("paper", repo_config_workdir))
     assert default["sources"]["coremof"]["max_structures"] < 12_000 and medium["sources"]["coremof"]["max_structures"] is None
-    assert medium["single_phase"]["preset"] == "paper" and medium["single_phase"]["train"]["epochs"] == 50
+    assert medium["single_phase"]["train"]["epochs"] > default["single_phase"]["train"]["epochs"]
+    assert medium["multi_phase"]["train"]["steps"] > default["multi_phase"]["train"]["steps"]
     assert default["grids"]["xrdecoupler"]["n_bins"] <= medium["grids"]["xrdecoupler"]["n_bins"] <= 8500
     assert medium["datasets"]["multiphase"]["splits"]["train"]["n_samples"] == 100_000
     assert medium["sources"]["oqmd"]["enabled"] is False
     assert default["simulate"]["shards"] <= medium["simulate"]["shards"] <= paper["simulate"]["shards"]
-    assert yaml.safe_load(PRESETS["medium"].read_text())["multi_phase"]["train"]["steps"] == 50_000
+    assert medium["multi_phase"]["train"]["steps"] < paper["multi_phase"]["train"]["steps"]
 
 
 def expected_jobs(config: dict) -> dict[str, int]:
@@ -392,3 +393,23 @@ def test_regenerate_rebuilds_a_split_byte_for_byte(regen_workdir):
 
     again = regenerate("multiphase", "train", configfile=None, cores=2, directory=regen_workdir)
     assert again.identical is True and _arrays(store) == original
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS) + ["default"])
+def test_every_run_of_a_preset_builds_on_its_grid(name, repo_config_workdir):
+    """A preset whose grid is too short for a model's convolutions would fail hours into a run."""
+    from xrdbench.models import build_model
+    from xrdbench.regenerate import resolved_config
+    from xrdbench.simulate.grids import Grid
+    from xrdbench.train.runs import run_tasks
+
+    config = resolved_config(repo_config_workdir, []) if name == "default" else resolved(name, repo_config_workdir)
+    for benchmark, dataset in (("single_phase", config["single_phase"]["train_dataset"]),
+                               ("multi_phase", config["multi_phase"]["train_dataset"])):
+        grid_name = config["datasets"][dataset]["grid"]
+        spec = config["grids"][grid_name]
+        grid = Grid(grid_name, spec["two_theta_min_deg"], spec["two_theta_max_deg"], spec["n_bins"])
+        for run_name, run in config[benchmark]["runs"].items():
+            model = build_model(run["model"], preset=config[benchmark]["preset"], two_theta_deg=grid.two_theta_deg,
+                                tasks=run_tasks(run_name, run), **run.get("options", {}))
+            assert sum(p.numel() for p in model.parameters()) > 0, (name, run_name)

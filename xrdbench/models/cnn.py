@@ -13,7 +13,7 @@ Linear→classes.
 
 The demo preset has 16 channels, a 256/128 head and kernels 9/5/3 with
 strides 2/2/1, so it fits grids from about 300 points (the default config's
-340); the paper kernels need more than about 2,700. Single head: only ``tasks["space_group"]`` is used;
+340); the paper kernels need at least 4,900 points. Single head: only ``tasks["space_group"]`` is used;
 other tasks are ignored.
 """
 
