@@ -111,15 +111,17 @@ def test_stream_is_keyed_by_sample_split_and_seed():
     assert base["k"][3] == np.searchsorted(cdf, u, side="right") + 1
 
 
-def test_noise_continues_the_sample_stream():
-    options = resolve_options({})
-    n_draws = sum(int(np.prod(shape)) for _, shape in draw_layout(options))
+def test_noise_is_the_samples_own_second_stream():
     params = sample_mixture_parameters(np.array([4, 9]), 1, 5, pool_size=10)
     noise = noise_field(params["seed"], 300)
     for row, i in enumerate((4, 9)):
-        rng = np.random.default_rng([i, 1, 5])
-        rng.random(n_draws)
-        assert noise[row].tobytes() == rng.standard_normal(300, dtype=np.float32).tobytes()
+        expected = np.random.default_rng([i, 1, 5, 1]).standard_normal(300, dtype=np.float32)
+        assert noise[row].tobytes() == expected.tobytes()
+        first_stream = np.random.default_rng([i, 1, 5]).standard_normal(300, dtype=np.float32)
+        assert not np.allclose(noise[row], first_stream), "noise must not repeat the parameter stream"
+    alone = noise_field(params["seed"][1:], 300)
+    assert alone.tobytes() == noise[1:].tobytes(), "a sample's noise does not depend on its batch"
+    assert abs(float(noise.mean())) < 0.1 and 0.9 < float(noise.std()) < 1.1
 
 
 def test_switches_neutralize_only_their_own_parameters():
