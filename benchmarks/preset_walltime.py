@@ -335,13 +335,12 @@ def time_run(name: str, run: dict, section: dict, grid, device, torch_threads: i
     import torch
 
     from xrdbench.models.registry import build_model
+    from xrdbench.config import section_train_overrides
     from xrdbench.train.runs import run_kind, run_tasks
     from xrdbench.train.trainer import make_objective, make_optimizer, train_options
 
     tasks = run_tasks(name, run)
-    # as workflow/rules/common.smk's run_json and the trainer: train, then model_train of the run's model, then
-    # the run's own train
-    overrides = {**section["train"], **(section.get("model_train") or {}).get(run["model"], {}), **run.get("train", {})}
+    overrides = {**section_train_overrides(section, run), **run.get("train", {})}  # as the workflow and run_spec
     options = train_options(run["model"], overrides)
     torch.manual_seed(0)
     model = build_model(run["model"], preset=section["preset"], two_theta_deg=grid.two_theta_deg, tasks=tasks,

@@ -127,3 +127,13 @@ def test_grid_schema_defaults_are_the_named_grids(schema_path):
         spec = config["grids"][name]
         assert (spec["two_theta_min_deg"], spec["two_theta_max_deg"], spec["n_bins"]) == \
             (grid.two_theta_min_deg, grid.two_theta_max_deg, grid.n_bins)
+
+
+def test_model_train_overlays_train_for_that_model_only():
+    from xrdbench.config import section_train_overrides
+
+    section = {"train": {"epochs": 30, "lr": 0.001, "batch_rows": 32},
+               "model_train": {"xrdecoupler": {"lr": 0.01, "batch_rows": 64}}}
+    assert section_train_overrides(section, {"model": "xrdecoupler"}) == {"epochs": 30, "lr": 0.01, "batch_rows": 64}
+    assert section_train_overrides(section, {"model": "cnn"}) == section["train"]
+    assert section_train_overrides({"train": {"steps": 5}}, {"model": "multilabel_cnn"}) == {"steps": 5}

@@ -101,3 +101,10 @@ def dataset_options(config: dict, name: str) -> dict:
     options = {key: value for key, value in dataset.items() if key != "augment"}
     options["augment"] = deep_merge(config.get("augment", {}), dataset.get("augment", {}))
     return options
+
+
+def section_train_overrides(section: dict, run: dict) -> dict:
+    """The trainer options a benchmark section (``single_phase``, ``multi_phase``) gives ``run``: its
+    ``train``, overlaid with ``model_train`` of the run's model. The run's own ``train`` goes over these
+    in :func:`xrdbench.train.runs.run_spec`, and each model's published preset under them."""
+    return {**section["train"], **(section.get("model_train") or {}).get(run["model"], {})}

@@ -1,7 +1,7 @@
 # Helpers shared by the rules: which sources are on, and each stage's options as JSON.
 import json
 
-from xrdbench.config import dataset_options
+from xrdbench.config import dataset_options, section_train_overrides
 from xrdbench.report import figures as report_figures
 from xrdbench.report import tables as report_tables
 
@@ -85,9 +85,8 @@ def run_json(benchmark, run):
     overlaid with those of the run's model (``model_train``); the run's own ``train`` wins in the trainer."""
     section = config[benchmark]
     spec = section["runs"][run]
-    train = {**section["train"], **section.get("model_train", {}).get(spec["model"], {})}
-    return json.dumps({"run": spec, "preset": section["preset"], "train": train, "device": section["device"]},
-                      sort_keys=True)
+    return json.dumps({"run": spec, "preset": section["preset"], "train": section_train_overrides(section, spec),
+                       "device": section["device"]}, sort_keys=True)
 
 
 def benchmark_evaluations(benchmark):

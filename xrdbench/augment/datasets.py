@@ -83,7 +83,7 @@ def material_pool(bank: zarr.Group, splits: pd.DataFrame, material_splits: list[
 
 
 @functools.lru_cache(maxsize=4)
-def _bank_arrays(bank_path: str) -> dict[str, np.ndarray]:
+def bank_arrays(bank_path: str) -> dict[str, np.ndarray]:
     """The small per-row arrays of a bank, loaded once per worker process."""
     bank = zarr.open_group(bank_path, mode="r")
     names = ["stick_offsets", "stick_two_theta_deg", "stick_intensity", "material_id", "space_group", *SUPERCLASSES]
@@ -115,7 +115,7 @@ def _labels(arrays: dict, pool: np.ndarray, phase_index: np.ndarray, weight: np.
 def build_block(sample_index: np.ndarray, *, bank_path: str, pool: np.ndarray, grid: Grid, options: dict,
                 split: str) -> dict[str, np.ndarray]:
     """Every array of the rows ``sample_index``: inputs, mask, labels and sampled parameters."""
-    arrays = _bank_arrays(bank_path)
+    arrays = bank_arrays(bank_path)
     n = len(sample_index)
     if options["kind"] == "clean":
         # Clean single-phase patterns, one per material, as the XRDecoupler paper uses them.

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import zarr
 
-from xrdbench.augment.datasets import split_id
+from xrdbench.augment.datasets import bank_arrays, split_id
 from xrdbench.augment.pipeline import augment_batch
 from xrdbench.augment.sampling import MAX_PHASES, resolve_options, sample_mixture_parameters
 from xrdbench.errors import ConfigError
@@ -142,11 +142,9 @@ class OnTheFlyBatches(ZarrBatches):
 
     def _bank_arrays(self) -> dict:
         if self._bank is None:
-            bank = zarr.open_group(self.bank_path, mode="r")
-            ids = bank["material_id"][:]
-            self._bank = {"sticks": (bank["stick_offsets"][:], bank["stick_two_theta_deg"][:],
-                                     bank["stick_intensity"][:]),
-                          "row": {material: row for row, material in enumerate(ids.tolist())}}
+            arrays = bank_arrays(str(self.bank_path))  # the datasets stage's per-process cache
+            self._bank = {"sticks": (arrays["stick_offsets"], arrays["stick_two_theta_deg"], arrays["stick_intensity"]),
+                          "row": {material: row for row, material in enumerate(arrays["material_id"].tolist())}}
         return self._bank
 
     def _chunk(self, chunk: int) -> dict[str, np.ndarray]:
